@@ -1,0 +1,3 @@
+from falkit.cli.app import main
+
+main()

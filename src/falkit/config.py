@@ -1,0 +1,106 @@
+"""Settings, read on demand (never at import time).
+
+API key lookup order: FAL_API_KEY, then FAL_KEY, then FAL_KEY_ID + FAL_KEY_SECRET joined by
+":". A .env file in the working directory is read; real environment variables win over it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+EMULATOR_KEY = "emulator-key:emulator-secret"
+
+
+def mask_key(key: str | None) -> str:
+    """A key shown safely: key_…abcd."""
+    if not key:
+        return "<none>"
+    return f"key_…{key[-4:]}" if len(key) >= 12 else "key_…"
+
+
+def _default_home() -> Path:
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("falkit", appauthor=False))
+
+
+class Settings(BaseSettings):
+    """Everything falkit reads from the environment."""
+
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    api_key: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("FAL_API_KEY", "FAL_KEY"), repr=False
+    )
+    key_id: SecretStr | None = Field(None, validation_alias="FAL_KEY_ID", repr=False)
+    key_secret: SecretStr | None = Field(None, validation_alias="FAL_KEY_SECRET", repr=False)
+    home: Path = Field(default_factory=_default_home, validation_alias="FALKIT_HOME")
+    database_url: str | None = Field(None, validation_alias="FALKIT_DATABASE_URL")
+    queue_url: str = Field("https://queue.fal.run", validation_alias="FALKIT_QUEUE_URL")
+    run_url: str = Field("https://fal.run", validation_alias="FALKIT_RUN_URL")
+    rest_url: str = Field("https://rest.fal.ai", validation_alias="FALKIT_REST_URL")
+    cdn_url: str = Field("https://v3.fal.media", validation_alias="FALKIT_CDN_URL")
+    emulator: bool = Field(False, validation_alias="FALKIT_EMULATOR")
+
+    @model_validator(mode="after")
+    def _join_key(self) -> Settings:
+        if self.api_key is None and self.key_id and self.key_secret:
+            joined = f"{self.key_id.get_secret_value()}:{self.key_secret.get_secret_value()}"
+            self.api_key = SecretStr(joined)
+        for name in ("queue_url", "run_url", "rest_url", "cdn_url"):
+            setattr(self, name, getattr(self, name).rstrip("/"))
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.api_key and self.api_key.get_secret_value().strip())
+
+    @property
+    def key(self) -> str | None:
+        """The raw key, for the Authorization header only."""
+        return self.api_key.get_secret_value() if self.api_key else None
+
+    @property
+    def masked_key(self) -> str:
+        return mask_key(self.key)
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite+aiosqlite:///{self.home / 'falkit.db'}"
+
+    @property
+    def fal_urls(self) -> tuple[str, ...]:
+        """The only places the key may be sent."""
+        return (self.queue_url, self.run_url, self.rest_url, self.cdn_url)
+
+    def __repr__(self) -> str:
+        return f"Settings(key={self.masked_key}, home={self.home}, queue_url={self.queue_url})"
+
+    __str__ = __repr__
+
+    def with_urls(self, base: str, **extra: Any) -> Settings:
+        """A copy pointed at an emulator (or proxy) serving all four roles under one base."""
+        base = base.rstrip("/")
+        return self.model_copy(
+            update={
+                "queue_url": f"{base}/queue",
+                "run_url": f"{base}/run",
+                "rest_url": f"{base}/rest",
+                "cdn_url": f"{base}/cdn",
+                **extra,
+            }
+        )
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read settings now (environment, then .env); keyword overrides (field names) win."""
+    settings = Settings()
+    if "api_key" in overrides and isinstance(overrides["api_key"], str):
+        overrides["api_key"] = SecretStr(overrides["api_key"])
+    if "home" in overrides:
+        overrides["home"] = Path(overrides["home"])
+    return settings.model_copy(update=overrides) if overrides else settings
