@@ -203,6 +203,7 @@ class DownloadingEvent:
 @dataclass(frozen=True)
 class CompletedEvent:
     job_id: str
+    result: Any = None  # the service's result object (GenerationResult, TrainingResult, ...)
     kind: Literal["completed"] = "completed"
 
 

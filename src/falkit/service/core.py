@@ -1,0 +1,272 @@
+"""FalService: the one service layer under the CLI, the MCP server and the library API."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from falkit.catalog import DEFAULT_MODEL
+from falkit.config import Settings, load_settings
+from falkit.errors import FalkitError, NotFoundError, ServiceDisabledError
+from falkit.service.generate import finish_image_job, prepare_image
+from falkit.service.progress import ProgressCallback
+from falkit.service.results import GenerationResult, PreparedJob
+from falkit.types import ProgressEvent
+
+if TYPE_CHECKING:
+    import httpx
+
+    from falkit.client import FalClient
+    from falkit.service.runner import JobRunner
+    from falkit.store import JobRecord, JobStore
+
+Finisher = Callable[["FalService", "JobRecord", Any, ProgressCallback | None], Awaitable[Any]]
+
+
+class FalService:
+    """Generate images (and train LoRAs) with Fal; every job journaled, every image kept.
+
+    Construction is cheap and reads nothing; the store and the HTTP client open on first use.
+    Without an API key ``enabled`` is False and every call that would reach Fal raises
+    ServiceDisabledError saying how to set FAL_API_KEY.
+    """
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._settings = settings
+        self._transport = transport
+        self._client: FalClient | None = None
+        self._store: JobStore | None = None
+        self._lock = asyncio.Lock()
+
+    # ---- lifecycle ----
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = load_settings()
+        return self._settings
+
+    @property
+    def enabled(self) -> bool:
+        return self.settings.enabled
+
+    async def __aenter__(self) -> FalService:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+        if self._store is not None:
+            await self._store.close()
+            self._store = None
+
+    async def store(self) -> JobStore:
+        """The library store (opened and migrated on first use)."""
+        async with self._lock:
+            if self._store is None:
+                from falkit.store import JobStore
+
+                self._store = await JobStore.open(self.settings.db_url)
+            return self._store
+
+    def client(self) -> FalClient:
+        """The Fal client; raises ServiceDisabledError without a key."""
+        if not self.enabled:
+            raise ServiceDisabledError()
+        if self._client is None:
+            from falkit.client import FalClient
+
+            self._client = FalClient(self.settings, transport=self._transport)
+        return self._client
+
+    async def http(self) -> httpx.AsyncClient:
+        return self.client().http
+
+    async def runner(self) -> JobRunner:
+        from falkit.service.runner import JobRunner
+
+        return JobRunner(self.client(), await self.store())
+
+    # ---- generation ----
+
+    def prepare_image(self, prompt: str, **params: Any) -> PreparedJob:
+        """Validate a request and estimate its cost; nothing is sent."""
+        return prepare_image(prompt, **params)
+
+    async def generate_image(
+        self,
+        prompt: str,
+        *,
+        model: str = DEFAULT_MODEL,
+        image_size: Any = None,
+        num_inference_steps: int | None = None,
+        guidance_scale: float | None = None,
+        seed: int | None = None,
+        num_images: int = 1,
+        output_format: str | None = None,
+        loras: Any = None,
+        on_progress: ProgressCallback | None = None,
+        out_dir: Path | str | None = None,
+        **extra: Any,
+    ) -> GenerationResult:
+        """Generate, wait, download and record; returns the images on disk with provenance."""
+        prepared = self.prepare_image(
+            prompt,
+            model=model,
+            image_size=image_size,
+            num_inference_steps=num_inference_steps,
+            guidance_scale=guidance_scale,
+            seed=seed,
+            num_images=num_images,
+            output_format=output_format,
+            loras=await self.resolve_loras(loras),
+            **extra,
+        )
+        self.client()  # fail fast without a key, before anything is written
+        job = await self.create_job(prepared)
+        return await self.run_job(job, on_progress, out_dir=Path(out_dir) if out_dir else None)
+
+    async def generate_image_events(
+        self, prompt: str, **params: Any
+    ) -> AsyncIterator[ProgressEvent]:
+        """generate_image as an async iterator of progress events.
+
+        The last event is a CompletedEvent carrying the GenerationResult, or a FailedEvent; an
+        error is raised after its FailedEvent.
+        """
+        async for event in _events(
+            lambda cb: self.generate_image(prompt, on_progress=cb, **params)
+        ):
+            yield event
+
+    async def resolve_loras(self, loras: Any) -> Any:
+        """LoRA references as Fal takes them (URLs); extended by the LoRA library."""
+        return loras
+
+    # ---- jobs ----
+
+    async def create_job(
+        self, prepared: PreparedJob, *, batch_id: str | None = None, batch_index: int | None = None
+    ) -> JobRecord:
+        store = await self.store()
+        return await store.create_job(
+            kind=prepared.kind,
+            model=prepared.model,
+            endpoint_id=prepared.endpoint_id,
+            arguments=prepared.arguments,
+            estimated_cost=prepared.estimated_cost,
+            batch_id=batch_id,
+            batch_index=batch_index,
+        )
+
+    async def run_job(
+        self,
+        job: JobRecord,
+        on_progress: ProgressCallback | None = None,
+        *,
+        out_dir: Path | None = None,
+    ) -> Any:
+        """Submit a stored job if it never was, else reattach; follow it and finish it."""
+        runner = await self.runner()
+        if job.request_id is None:
+            if job.status != "pending":
+                raise FalkitError(f"job {job.id} is {job.status}; it will not be submitted again")
+            handle = await runner.submit(job)
+            job = await self._reload(job.id)
+        else:
+            handle = runner.handle_for(job)
+        response = await runner.follow(job, handle, on_progress)
+        if job.kind == "image":
+            return await finish_image_job(self, job, response, on_progress, out_dir)
+        return await self.finisher(job.kind)(self, job, response, on_progress)
+
+    def finisher(self, kind: str) -> Finisher:
+        """How a job of this kind is finished once its output is in (extended per kind)."""
+        raise FalkitError(f"no handler for jobs of kind {kind!r}")
+
+    async def _reload(self, job_id: str) -> JobRecord:
+        store = await self.store()
+        job = await store.get_job(job_id)
+        if job is None:
+            raise NotFoundError(f"no job {job_id}")
+        return job
+
+    async def get_job(self, job_id: str) -> JobRecord:
+        """A job by id, id prefix or Fal request id."""
+        return await self._reload(job_id)
+
+    async def list_jobs(
+        self, *, search: str | None = None, limit: int = 20, **kw: Any
+    ) -> list[JobRecord]:
+        store = await self.store()
+        return await store.list_jobs(search=search, limit=limit, **kw)
+
+    async def cancel_job(self, job_id: str) -> str:
+        """Cancel a job at Fal (or locally if it never was submitted)."""
+        job = await self._reload(job_id)
+        if job.status in ("completed", "failed", "cancelled", "unknown"):
+            return f"ALREADY_{job.status.upper()}"
+        runner = await self.runner()
+        return await runner.cancel(job)
+
+    async def resume(
+        self, on_progress: ProgressCallback | None = None, *, kind: str | None = None
+    ) -> list[Any]:
+        """Finish every unfinished job: reattach to submitted ones, submit only unsent ones.
+
+        Returns one entry per job: its result, or the exception it ended with.
+        """
+        store = await self.store()
+        jobs = await store.unfinished_jobs(kind=kind)
+        self.client()
+        outcomes: list[Any] = []
+        for job in jobs:
+            outcomes.append(await self._resume_one(job, on_progress))
+        return outcomes
+
+    async def _resume_one(self, job: JobRecord, on_progress: ProgressCallback | None) -> Any:
+        if job.status == "submitting":
+            from falkit.errors import SubmitUncertainError
+            from falkit.service.runner import UNCERTAIN_HINT
+
+            store = await self.store()
+            message = "interrupted while submitting; " + UNCERTAIN_HINT.format(job_id=job.id)
+            await store.fail_job(job.id, error=message, status="unknown")
+            return SubmitUncertainError(message)
+        try:
+            return await self.run_job(job, on_progress)
+        except FalkitError as exc:
+            return exc
+
+
+async def _events(
+    start: Callable[[ProgressCallback], Awaitable[Any]],
+) -> AsyncIterator[ProgressEvent]:
+    """Bridge a callback-reporting coroutine into an async iterator of its events."""
+    queue: asyncio.Queue[ProgressEvent | None] = asyncio.Queue()
+
+    async def run() -> None:
+        try:
+            await start(queue.put_nowait)
+        finally:
+            queue.put_nowait(None)
+
+    task = asyncio.create_task(run())
+    try:
+        while (event := await queue.get()) is not None:
+            yield event
+        await task
+    finally:
+        if not task.done():
+            task.cancel()
