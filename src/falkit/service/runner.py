@@ -48,10 +48,16 @@ class JobRunner:
         """Reattach to a submitted job using the URLs submit returned (or rebuilt ones)."""
         if job.request_id is None:
             raise FalkitError(f"job {job.id} was never submitted")
-        if job.status_url and job.response_url and job.cancel_url:
-            return RequestHandle(
-                job.endpoint_id, job.request_id, job.status_url, job.response_url, job.cancel_url
-            )
+        prefix = self.client.settings.queue_url + "/"
+        status, response, cancel = (
+            job.status_url or "",
+            job.response_url or "",
+            job.cancel_url or "",
+        )
+        # Stored URLs are used only while they are under the configured queue URL, so the key
+        # is never sent to a host that is no longer configured.
+        if all(url.startswith(prefix) for url in (status, response, cancel)):
+            return RequestHandle(job.endpoint_id, job.request_id, status, response, cancel)
         return self.client.handle(job.endpoint_id, job.request_id)
 
     async def submit(self, job: JobRecord, *, webhook_url: str | None = None) -> RequestHandle:

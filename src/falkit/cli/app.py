@@ -1,0 +1,33 @@
+"""The falkit command line. Command modules import their heavy dependencies lazily."""
+
+from __future__ import annotations
+
+import typer
+
+from falkit.cli import emulator_cmd, generate_cmd, jobs_cmd, models_cmd
+from falkit.cli.common import State
+
+app = typer.Typer(
+    name="falkit",
+    help="Generate images with Fal.ai: live progress, every image kept with its prompt and seed.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def root(
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks on errors."),
+) -> None:
+    State.debug = debug
+
+
+generate_cmd.register(app)
+models_cmd.register(app)
+app.add_typer(jobs_cmd.app, name="jobs")
+emulator_cmd.register(app)
+
+
+def main() -> None:
+    app()
