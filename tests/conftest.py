@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,11 +21,11 @@ _FAL_VARS = (
 
 
 @pytest.fixture(autouse=True)
-def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """No test sees the developer's key, home or .env; each gets its own FALKIT_HOME."""
     for name in _FAL_VARS:
         monkeypatch.delenv(name, raising=False)
     home = tmp_path / "falkit-home"
     monkeypatch.setenv("FALKIT_HOME", str(home))
     monkeypatch.chdir(tmp_path)
-    yield home
+    return home

@@ -140,10 +140,10 @@ def _png_with_text(data: bytes, key: str, text: str) -> bytes:
     body = key.encode("latin-1") + b"\0\0" + zlib.compress(text.encode("utf-8"))
     crc = zlib.crc32(chunk_type + body) & 0xFFFFFFFF
     chunk = struct.pack(">I", len(body)) + chunk_type + body + struct.pack(">I", crc)
-    iend = data.rfind(b"IEND")
-    if iend < 4:
-        raise DownloadError("PNG has no IEND chunk")
-    return data[: iend - 4] + chunk + data[iend - 4 :]
+    # After IHDR (signature 8 bytes + IHDR chunk 25 bytes), so readers see it before the pixels.
+    if data[12:16] != b"IHDR":
+        raise DownloadError("PNG does not start with IHDR")
+    return data[:33] + chunk + data[33:]
 
 
 def _jpeg_with_comment(data: bytes, text: str) -> bytes:
