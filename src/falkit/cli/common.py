@@ -6,7 +6,6 @@ Exit codes: 0 success; 1 a job failed or Fal answered with an error; 2 invalid i
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import os
@@ -80,6 +79,8 @@ def _escape(text: str) -> str:
 
 def run(main: Callable[[], Awaitable[T]]) -> T:
     """Run a command's coroutine, turning falkit errors into one line and an exit code."""
+    import asyncio
+
     from falkit.errors import FalkitError
 
     try:

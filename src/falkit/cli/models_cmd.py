@@ -35,7 +35,10 @@ def models(json_out: bool = JSON_OPTION) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table("name", "endpoint", "use", "price", "defaults")
+    table = Table()
+    table.add_column("name", no_wrap=True)
+    for title in ("endpoint", "use", "price", "defaults"):
+        table.add_column(title)
     for row in rows:
         defaults = ", ".join(f"{k}={v}" for k, v in row["defaults"].items() if k in _SHOWN_DEFAULTS)
         table.add_row(row["name"], row["endpoint_id"], row["use"], row["price"], defaults)
