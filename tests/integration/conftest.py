@@ -1,0 +1,24 @@
+"""End-to-end fixtures: a real emulator on a loopback socket and a service pointed at it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+
+from falkit.emulator import EmulatorConfig, run_emulator
+from falkit.service import FalService
+from tests.integration.helpers import emulator_settings
+
+
+@pytest.fixture
+def emu() -> Iterator[Any]:
+    with run_emulator(EmulatorConfig(latency=0.3, concurrency=2, training_seconds=0.5)) as server:
+        yield server
+
+
+@pytest.fixture
+async def service(emu: Any) -> AsyncIterator[FalService]:
+    async with FalService(emulator_settings(emu.base_url)) as svc:
+        yield svc
