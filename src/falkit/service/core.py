@@ -151,8 +151,22 @@ class FalService:
             yield event
 
     async def resolve_loras(self, loras: Any) -> Any:
-        """LoRA references as Fal takes them (URLs); extended by the LoRA library."""
-        return loras
+        """LoRA references (URLs, library names, local files) as Fal takes them."""
+        from falkit.service.loras import resolve_loras
+
+        return await resolve_loras(self, loras)
+
+    async def train_lora(self, source: str | Path, **params: Any) -> Any:
+        """Train a Flux LoRA from a folder, a zip or a URL and register it by name."""
+        from falkit.service.training import train_lora
+
+        return await train_lora(self, source, **params)
+
+    async def generate_batch(self, requests: Any, **options: Any) -> Any:
+        """Generate many images within a budget, resumably (see falkit.service.batch)."""
+        from falkit.service.batch import generate_batch
+
+        return await generate_batch(self, requests, **options)
 
     # ---- jobs ----
 
@@ -192,7 +206,11 @@ class FalService:
         return await self.finisher(job.kind)(self, job, response, on_progress)
 
     def finisher(self, kind: str) -> Finisher:
-        """How a job of this kind is finished once its output is in (extended per kind)."""
+        """How a job of this kind is finished once its output is in."""
+        if kind == "training":
+            from falkit.service.training import finish_training_job
+
+            return finish_training_job
         raise FalkitError(f"no handler for jobs of kind {kind!r}")
 
     async def _reload(self, job_id: str) -> JobRecord:
