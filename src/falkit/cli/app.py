@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import typer
 
-from falkit.cli import emulator_cmd, generate_cmd, jobs_cmd, models_cmd
+from falkit.cli import (
+    batch_cmd,
+    emulator_cmd,
+    generate_cmd,
+    jobs_cmd,
+    lora_cmd,
+    mcp_cmd,
+    models_cmd,
+)
 from falkit.cli.common import State
 
 app = typer.Typer(
@@ -27,6 +35,9 @@ generate_cmd.register(app)
 models_cmd.register(app)
 app.add_typer(jobs_cmd.app, name="jobs")
 emulator_cmd.register(app)
+lora_cmd.register(app)
+batch_cmd.register(app)
+mcp_cmd.register(app)
 
 
 def main() -> None:

@@ -121,6 +121,7 @@ class FalService:
         **extra: Any,
     ) -> GenerationResult:
         """Generate, wait, download and record; returns the images on disk with provenance."""
+        prompt, loras = await self.resolve_loras(prompt, loras, on_progress)
         prepared = self.prepare_image(
             prompt,
             model=model,
@@ -130,7 +131,7 @@ class FalService:
             seed=seed,
             num_images=num_images,
             output_format=output_format,
-            loras=await self.resolve_loras(loras),
+            loras=loras,
             **extra,
         )
         self.client()  # fail fast without a key, before anything is written
@@ -150,11 +151,23 @@ class FalService:
         ):
             yield event
 
-    async def resolve_loras(self, loras: Any) -> Any:
-        """LoRA references (URLs, library names, local files) as Fal takes them."""
+    async def resolve_loras(
+        self, prompt: str, loras: Any, on_progress: ProgressCallback | None = None
+    ) -> tuple[str, Any]:
+        """LoRA references (URLs, library names, local files) as Fal takes them, and the
+        prompt with any missing trigger word added (the user is told through a log event)."""
         from falkit.service.loras import resolve_loras
 
-        return await resolve_loras(self, loras)
+        return await resolve_loras(self, prompt, loras, on_progress)
+
+    async def generate_with_lora(
+        self, prompt: str, *, lora_url: str, lora_scale: float = 1.0, **params: Any
+    ) -> GenerationResult:
+        """generate_image on flux-lora with one LoRA, as in the integration guide."""
+        params.setdefault("model", "flux-lora")
+        return await self.generate_image(
+            prompt, loras=[{"path": lora_url, "scale": lora_scale}], **params
+        )
 
     async def train_lora(self, source: str | Path, **params: Any) -> Any:
         """Train a Flux LoRA from a folder, a zip or a URL and register it by name."""

@@ -6,8 +6,11 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from falkit.service.core import FalService
+    from falkit.service.progress import ProgressCallback
 
 
-async def resolve_loras(service: FalService, loras: Any) -> Any:
-    """LoRA references as Fal takes them."""
-    return loras
+async def resolve_loras(
+    service: FalService, prompt: str, loras: Any, on_progress: ProgressCallback | None
+) -> tuple[str, Any]:
+    """The prompt and the LoRAs as Fal takes them."""
+    return prompt, loras
