@@ -1,0 +1,323 @@
+"""The HTTP layer under FalClient: auth scoped to Fal's URLs, request counting, retries.
+
+Every request to Fal goes through :meth:`FalHttp.send`, the one place where
+
+* retries happen (decided by :mod:`falkit.client.retry`),
+* error responses become exceptions (through :func:`falkit.errors.error_from_response`),
+* httpx's own exceptions become TransportError / FalTimeoutError / SubmitUncertainError.
+
+The API key is attached by :class:`FalAuth` only to URLs under ``settings.fal_urls``, so the
+same ``httpx.AsyncClient`` can download output files from anywhere without leaking it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Container, Generator, Iterable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from falkit.client.retry import RetryPolicy, may_have_reached_fal, retry_delay, should_retry
+from falkit.errors import (
+    FalkitError,
+    FalTimeoutError,
+    ServiceDisabledError,
+    SubmitUncertainError,
+    TransportError,
+    error_from_response,
+)
+
+if TYPE_CHECKING:
+    from falkit.config import Settings
+
+logger = logging.getLogger("falkit.client")
+
+#: Request extension naming the operation, read by the request counter.
+OPERATION_KEY = "falkit_operation"
+
+
+class FalAuth(httpx.Auth):
+    """``Authorization: Key …`` on requests to Fal's configured URLs, and nowhere else.
+
+    A request that already carries an Authorization header (a CDN upload token) keeps it.
+    """
+
+    def __init__(self, key: str | None, bases: Iterable[str]) -> None:
+        self._key = key
+        self._bases = tuple(str(httpx.URL(base)).rstrip("/") for base in bases)
+
+    def __repr__(self) -> str:
+        from falkit.config import mask_key
+
+        return f"FalAuth(key={mask_key(self._key)}, bases={self._bases!r})"
+
+    def applies_to(self, url: httpx.URL | str) -> bool:
+        """Whether ``url`` lies under one of the configured bases (whole path segments only)."""
+        text = str(url)
+        return any(
+            text == base or text.startswith((base + "/", base + "?")) for base in self._bases
+        )
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        if self._key and "authorization" not in request.headers and self.applies_to(request.url):
+            request.headers["Authorization"] = f"Key {self._key}"
+        yield request
+
+
+@dataclass
+class RequestStats:
+    """HTTP requests made, in total and per operation (submit, status, stream, result, …)."""
+
+    total: int = 0
+    by_operation: Counter[str] = field(default_factory=Counter)
+
+    def count(self, operation: str) -> None:
+        self.total += 1
+        self.by_operation[operation] += 1
+
+    def reset(self) -> None:
+        self.total = 0
+        self.by_operation.clear()
+
+    def as_dict(self) -> dict[str, int]:
+        """``{"total": n, "<operation>": n, …}`` for reports and benchmarks."""
+        return {"total": self.total, **dict(sorted(self.by_operation.items()))}
+
+
+def user_agent() -> str:
+    from falkit import __version__
+
+    return f"falkit/{__version__}"
+
+
+def build_http_client(
+    settings: Settings,
+    *,
+    transport: httpx.AsyncBaseTransport | None,
+    timeout: float,
+    stats: RequestStats,
+) -> httpx.AsyncClient:
+    """The shared httpx client: scoped auth, user agent, timeouts, request counting."""
+
+    async def _count(request: httpx.Request) -> None:
+        stats.count(str(request.extensions.get(OPERATION_KEY, "other")))
+
+    return httpx.AsyncClient(
+        auth=FalAuth(settings.key, settings.fal_urls),
+        headers={"User-Agent": user_agent()},
+        timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+        transport=transport,
+        event_hooks={"request": [_count]},
+        follow_redirects=False,
+    )
+
+
+def _where(url: httpx.URL) -> str:
+    """A URL for messages: no query string (it may carry a webhook URL with a secret)."""
+    return str(url.copy_with(query=None))
+
+
+@dataclass
+class _Outcome:
+    """What one attempt got: a response or an exception, never both."""
+
+    response: httpx.Response | None = None
+    exc: httpx.HTTPError | None = None
+
+    @property
+    def status_code(self) -> int | None:
+        return self.response.status_code if self.response is not None else None
+
+    @property
+    def headers(self) -> httpx.Headers:
+        return self.response.headers if self.response is not None else httpx.Headers()
+
+
+class FalHttp:
+    """Sends requests to Fal with the retry policy and maps every outcome to falkit's errors."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        client: httpx.AsyncClient,
+        policy: RetryPolicy,
+    ) -> None:
+        self.settings = settings
+        self.client = client
+        self.policy = policy
+
+    def __repr__(self) -> str:
+        return f"FalHttp(key={self.settings.masked_key}, policy={self.policy!r})"
+
+    async def send(
+        self,
+        operation: str,
+        method: str,
+        url: str,
+        *,
+        accept: Container[int] = (),
+        stream: bool = False,
+        **kwargs: Any,
+    ) -> httpx.Response:
+        """Send with retries; a 2xx (or a code in ``accept``) response, or a falkit error.
+
+        With ``stream=True`` the body is not read: the caller must close the response.
+        """
+        if not self.settings.enabled:
+            raise ServiceDisabledError()
+        request = self._build(operation, method, url, **kwargs)
+        started = time.monotonic()
+        attempt = 0
+        while True:
+            attempt += 1
+            outcome = await self._attempt(request, stream=stream, accept=accept)
+            response = outcome.response
+            if response is not None and _ok(response, accept):
+                return response
+            delay = self._next_delay(operation, outcome, attempt, started)
+            if delay is None:
+                raise await self._give_up(operation, request, outcome, attempt)
+            if outcome.response is not None:
+                await outcome.response.aclose()
+            where = _where(request.url)
+            logger.info(
+                "retrying %s %s in %.2fs (attempt %d: %s)",
+                operation,
+                where,
+                delay,
+                attempt,
+                _describe(outcome),
+            )
+            await asyncio.sleep(delay)
+
+    @asynccontextmanager
+    async def stream(
+        self, operation: str, method: str, url: str, **kwargs: Any
+    ) -> AsyncIterator[httpx.Response]:
+        """Open a streamed response (retrying the open like any read); closed on exit."""
+        response = await self.send(operation, method, url, stream=True, **kwargs)
+        try:
+            yield response
+        finally:
+            await response.aclose()
+
+    def _build(self, operation: str, method: str, url: str, **kwargs: Any) -> httpx.Request:
+        try:
+            return self.client.build_request(
+                method, url, extensions={OPERATION_KEY: operation}, **kwargs
+            )
+        except httpx.InvalidURL as exc:
+            raise FalkitError(f"invalid URL for {operation}: {exc}") from None
+
+    async def _attempt(
+        self, request: httpx.Request, *, stream: bool, accept: Container[int]
+    ) -> _Outcome:
+        try:
+            response = await self.client.send(request, stream=True)
+        except httpx.HTTPError as exc:
+            logger.debug("%s %s failed: %r", request.method, _where(request.url), exc)
+            return _Outcome(exc=exc)
+        logger.debug("%s %s -> %d", request.method, _where(request.url), response.status_code)
+        if stream and _ok(response, accept):
+            return _Outcome(response=response)
+        try:
+            await response.aread()
+        except httpx.HTTPError as exc:
+            await response.aclose()
+            return _Outcome(exc=exc)
+        return _Outcome(response=response)
+
+    def _next_delay(
+        self, operation: str, outcome: _Outcome, attempt: int, started: float
+    ) -> float | None:
+        """Seconds to wait before trying again, or None to give up."""
+        if not should_retry(
+            operation=operation,
+            status_code=outcome.status_code,
+            exc=outcome.exc,
+            headers=outcome.headers,
+            attempt=attempt,
+            policy=self.policy,
+        ):
+            return None
+        delay = retry_delay(attempt=attempt, headers=outcome.headers, policy=self.policy)
+        if time.monotonic() - started + delay > self.policy.deadline:
+            return None
+        return delay
+
+    async def _give_up(
+        self, operation: str, request: httpx.Request, outcome: _Outcome, attempt: int
+    ) -> FalkitError:
+        """The exception for a request that will not be sent again."""
+        if outcome.response is not None:
+            await outcome.response.aclose()  # its body was read by _attempt
+        unsafe_miss = operation in ("submit", "run") and may_have_reached_fal(
+            status_code=outcome.status_code, exc=outcome.exc, headers=outcome.headers
+        )
+        if unsafe_miss:
+            error: FalkitError = _uncertain(operation, request, outcome)
+        elif outcome.response is not None:
+            error = error_from_response(outcome.response)
+        else:
+            error = _transport_error(operation, request, outcome.exc)
+        if attempt > 1:
+            error.message = f"{error.message} (gave up after {attempt} attempts)"
+        return self.redact(error)
+
+    def redact(self, error: FalkitError) -> FalkitError:
+        """Defence in depth: a server echoing the key must not put it in our messages."""
+        key = self.settings.key
+        if key and key in error.message:
+            error.message = error.message.replace(key, self.settings.masked_key)
+        error.args = (error.message,)
+        return error
+
+
+def _ok(response: httpx.Response, accept: Container[int]) -> bool:
+    return response.is_success or response.status_code in accept
+
+
+def _describe(outcome: _Outcome) -> str:
+    if outcome.exc is not None:
+        return type(outcome.exc).__name__
+    return f"HTTP {outcome.status_code}"
+
+
+def _transport_error(
+    operation: str, request: httpx.Request, exc: httpx.HTTPError | None
+) -> TransportError:
+    detail = f"{type(exc).__name__}: {exc}" if exc is not None else "no response"
+    where = _where(request.url)
+    if isinstance(exc, httpx.TimeoutException):
+        return FalTimeoutError(f"{operation} timed out talking to Fal ({where}): {detail}")
+    return TransportError(f"{operation} could not talk to Fal ({where}): {detail}")
+
+
+def _uncertain(operation: str, request: httpx.Request, outcome: _Outcome) -> TransportError:
+    """A submit or run that may have reached Fal: reported, never re-sent."""
+    request_id = outcome.headers.get("x-fal-request-id")
+    if outcome.exc is not None:
+        cause = f"{type(outcome.exc).__name__}: {outcome.exc}"
+    else:
+        cause = f"HTTP {outcome.status_code}"
+    where = _where(request.url)
+    if operation == "run":
+        return TransportError(
+            f"run at {where} failed after sending ({cause}); it may have executed and been "
+            "billed, so it was not sent again",
+            request_id=request_id,
+            status_code=outcome.status_code,
+        )
+    known = f" (request id {request_id})" if request_id else ""
+    return SubmitUncertainError(
+        f"submit to {where} failed after sending ({cause}); the job may have been queued"
+        f"{known}, so it was not sent again",
+        request_id=request_id,
+        status_code=outcome.status_code,
+    )
