@@ -189,6 +189,16 @@ def field_errors_from_detail(detail: Any) -> list[FieldError]:
     return out
 
 
+def _plain_text(text: str) -> str:
+    """An HTML error page (as Fal's nginx gateway sends on 502/503/504) reduced to its title."""
+    lowered = text.lower()
+    if "<html" not in lowered and "<title" not in lowered:
+        return text
+    start, end = lowered.find("<title>"), lowered.find("</title>")
+    title = text[start + 7 : end].strip() if 0 <= start < end else "an HTML error page"
+    return f"{title} (from Fal's gateway)"
+
+
 def _retry_after(response: httpx.Response) -> float | None:
     value = response.headers.get("retry-after")
     if value is None:
@@ -217,7 +227,7 @@ def error_from_response(response: httpx.Response) -> FalkitError:
     request_id = response.headers.get("x-fal-request-id")
     body_type = body.get("error_type") if isinstance(body, dict) else None
     error_type = body_type or response.headers.get("x-fal-error-type")
-    text = body if isinstance(body, str) and body else response.reason_phrase
+    text = _plain_text(body) if isinstance(body, str) and body else response.reason_phrase
     detail = _detail_text(body) or text
     kw: dict[str, Any] = {
         "request_id": request_id,

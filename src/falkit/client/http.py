@@ -25,6 +25,7 @@ import httpx
 
 from falkit.client.retry import RetryPolicy, may_have_reached_fal, retry_delay, should_retry
 from falkit.errors import (
+    ApiError,
     FalkitError,
     FalTimeoutError,
     ServiceDisabledError,
@@ -271,12 +272,25 @@ class FalHttp:
         return self.redact(error)
 
     def redact(self, error: FalkitError) -> FalkitError:
-        """Defence in depth: a server echoing the key must not put it in our messages."""
+        """Defence in depth: a server echoing the key must not put it in our errors."""
         key = self.settings.key
-        if key and key in error.message:
-            error.message = error.message.replace(key, self.settings.masked_key)
+        if key:
+            error.message = _scrub(error.message, key, self.settings.masked_key)
+            if isinstance(error, ApiError):
+                error.body = _scrub(error.body, key, self.settings.masked_key)
         error.args = (error.message,)
         return error
+
+
+def _scrub(value: Any, key: str, mask: str) -> Any:
+    """``value`` with every occurrence of ``key`` in its strings replaced by ``mask``."""
+    if isinstance(value, str):
+        return value.replace(key, mask)
+    if isinstance(value, dict):
+        return {k: _scrub(v, key, mask) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scrub(v, key, mask) for v in value]
+    return value
 
 
 def _ok(response: httpx.Response, accept: Container[int]) -> bool:

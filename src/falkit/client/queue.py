@@ -260,7 +260,9 @@ class FalClient:
         from httpx_sse import EventSource
 
         url = stream_url(handle.status_url)
-        async with self._http.stream("stream", "GET", url, params={"logs": _flag(logs)}) as resp:
+        params = {"logs": _flag(logs)}
+        headers = {"Accept": "text/event-stream", "Cache-Control": "no-store"}
+        async with self._http.stream("stream", "GET", url, params=params, headers=headers) as resp:
             try:
                 async for event in EventSource(resp).aiter_sse():
                     try:
