@@ -184,16 +184,11 @@ class FalHttp:
             delay = self._next_delay(operation, outcome, attempt, started)
             if delay is None:
                 raise await self._give_up(operation, request, outcome, attempt)
-            if outcome.response is not None:
-                await outcome.response.aclose()
-            where = _where(request.url)
+            if response is not None:
+                await response.aclose()
             logger.info(
                 "retrying %s %s in %.2fs (attempt %d: %s)",
-                operation,
-                where,
-                delay,
-                attempt,
-                _describe(outcome),
+                *(operation, _where(request.url), delay, attempt, _describe(outcome)),
             )
             await asyncio.sleep(delay)
 
@@ -297,6 +292,12 @@ def _ok(response: httpx.Response, accept: Container[int]) -> bool:
     return response.is_success or response.status_code in accept
 
 
+def exception_text(exc: BaseException) -> str:
+    """``Type: message``, or just the type when the message is empty (httpx timeouts)."""
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
 def _describe(outcome: _Outcome) -> str:
     if outcome.exc is not None:
         return type(outcome.exc).__name__
@@ -306,7 +307,7 @@ def _describe(outcome: _Outcome) -> str:
 def _transport_error(
     operation: str, request: httpx.Request, exc: httpx.HTTPError | None
 ) -> TransportError:
-    detail = f"{type(exc).__name__}: {exc}" if exc is not None else "no response"
+    detail = exception_text(exc) if exc is not None else "no response"
     where = _where(request.url)
     if isinstance(exc, httpx.TimeoutException):
         return FalTimeoutError(f"{operation} timed out talking to Fal ({where}): {detail}")
@@ -316,10 +317,9 @@ def _transport_error(
 def _uncertain(operation: str, request: httpx.Request, outcome: _Outcome) -> TransportError:
     """A submit or run that may have reached Fal: reported, never re-sent."""
     request_id = outcome.headers.get("x-fal-request-id")
-    if outcome.exc is not None:
-        cause = f"{type(outcome.exc).__name__}: {outcome.exc}"
-    else:
-        cause = f"HTTP {outcome.status_code}"
+    cause = (
+        exception_text(outcome.exc) if outcome.exc is not None else f"HTTP {outcome.status_code}"
+    )
     where = _where(request.url)
     if operation == "run":
         return TransportError(

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import httpx
 
 from falkit.client.endpoints import EndpointId, rebuild_handle, stream_url
-from falkit.client.http import FalHttp, RequestStats, build_http_client
+from falkit.client.http import FalHttp, RequestStats, build_http_client, exception_text
 from falkit.client.retry import RetryPolicy
 from falkit.client.status import LogWindow, parse_status
 from falkit.client.storage import Uploader
@@ -273,7 +273,7 @@ class FalClient:
                         yield parse_status(body, request_id=handle.request_id)
             except httpx.HTTPError as exc:
                 raise TransportError(
-                    f"status stream of {handle.request_id} failed: {type(exc).__name__}: {exc}"
+                    f"status stream of {handle.request_id} failed: {exception_text(exc)}"
                 ) from exc
 
     async def result(self, handle: RequestHandle) -> FalResponse:

@@ -6,8 +6,9 @@ ingress-style 502/503/504 (no ``x-fal-request-id``, so no app saw it). Anything 
 queued a job (a timeout after sending, a dropped connection, a 5xx carrying a request id) is not
 re-sent: the caller gets SubmitUncertainError instead of a second paid job.
 
-Reads (status, stream, result, cancel, token, upload) are safe to repeat and retry any transient
-failure. Never retried: 500 (a bug will not go away), and a 504 carrying
+Everything else is safe to repeat and retries any transient failure: the reads (status, stream,
+result), cancel (idempotent), the upload token, and uploads (a duplicate upload is only a spare
+copy of a file). Never retried: 500 (a bug will not go away), and a 504 carrying
 ``X-Fal-Request-Timeout-Type`` (the caller's own start timeout expired).
 """
 
