@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -222,11 +223,12 @@ class FalClient:
         """
         self._require_enabled()
         window = LogWindow()
-        async for status in self._streamed(handle, logs):
-            fresh = window.fresh(status)
-            yield fresh
-            if isinstance(fresh, Completed):
-                return
+        async with aclosing(self._streamed(handle, logs)) as streamed:
+            async for status in streamed:
+                fresh = window.fresh(status)
+                yield fresh
+                if isinstance(fresh, Completed):
+                    return
         delay = max(0.0, poll_interval)
         while True:
             fresh = window.fresh(await self.status(handle, logs=logs))
@@ -236,7 +238,7 @@ class FalClient:
             await asyncio.sleep(delay)
             delay = min(max_poll_interval, delay * 2)
 
-    async def _streamed(self, handle: RequestHandle, logs: bool) -> AsyncIterator[Status]:
+    async def _streamed(self, handle: RequestHandle, logs: bool) -> AsyncGenerator[Status]:
         """Statuses from the SSE stream until COMPLETED; ends early if it cannot be used.
 
         A stream that will not open ends this at once; one cut after events is reconnected once.
@@ -244,11 +246,12 @@ class FalClient:
         for _ in range(STREAM_CONNECTIONS):
             received = 0
             try:
-                async for status in self._one_stream(handle, logs):
-                    received += 1
-                    yield status
-                    if isinstance(status, Completed):
-                        return
+                async with aclosing(self._one_stream(handle, logs)) as events:
+                    async for status in events:
+                        received += 1
+                        yield status
+                        if isinstance(status, Completed):
+                            return
                 reason = "the stream closed before COMPLETED"
             except (TransportError, ApiError) as exc:
                 reason = str(exc)
@@ -256,7 +259,7 @@ class FalClient:
             if received == 0:
                 return
 
-    async def _one_stream(self, handle: RequestHandle, logs: bool) -> AsyncIterator[Status]:
+    async def _one_stream(self, handle: RequestHandle, logs: bool) -> AsyncGenerator[Status]:
         from httpx_sse import EventSource
 
         url = stream_url(handle.status_url)
