@@ -1,0 +1,64 @@
+"""How one emulator instance behaves, and the counters it keeps for tests to assert on."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+
+@dataclass
+class EmulatorConfig:
+    """Behaviour knobs; every field is read when it is used, so tests may change them live."""
+
+    latency: float = 1.0
+    """Seconds a job spends IN_PROGRESS (and a sync run takes)."""
+    concurrency: int = 2
+    """Account limit: at most this many jobs IN_PROGRESS; the rest wait IN_QUEUE."""
+    training_seconds: float = 3.0
+    """How long a LoRA training job runs."""
+    api_keys: set[str] | None = field(default=None, repr=False)
+    """Accepted keys; None accepts any non-empty key. Never shown in reprs."""
+    log_window: int | None = None
+    """None: status logs are the full list; N: only the last N lines (a moving window)."""
+    ping_interval: float = 5.0
+    """Seconds between ``: ping`` comments on idle SSE streams (must stay under 15 s)."""
+    webhook_retry_delays: tuple[float, ...] = (0.2, 1.0, 3.0)
+    """Waits before each retry of a failed webhook delivery."""
+    user_id: str = "emulator-user"
+    """The account id signed into webhooks (X-Fal-Webhook-User-Id)."""
+
+    def __post_init__(self) -> None:
+        if self.latency < 0 or self.training_seconds < 0:
+            raise ValueError("latency and training_seconds must be >= 0")
+        if self.concurrency < 1:
+            raise ValueError("concurrency must be >= 1")
+        if not 0 < self.ping_interval < 15:
+            raise ValueError("ping_interval must be between 0 and 15 seconds")
+        if self.log_window is not None and self.log_window < 1:
+            raise ValueError("log_window must be None or >= 1")
+
+
+@dataclass
+class Stats:
+    """What the emulator saw: requests per route name, submits per endpoint, webhook deliveries."""
+
+    submits: int = 0
+    submits_by_endpoint: Counter[str] = field(default_factory=Counter)
+    requests: Counter[str] = field(default_factory=Counter)
+    webhook_attempts: int = 0
+    webhooks_delivered: int = 0
+    webhooks_failed: int = 0
+
+    def count(self, route: str) -> None:
+        self.requests[route] += 1
+
+    def count_submit(self, endpoint_id: str) -> None:
+        self.submits += 1
+        self.submits_by_endpoint[endpoint_id] += 1
+
+    def reset(self) -> None:
+        """Start counting from zero (jobs and files are kept)."""
+        self.submits = 0
+        self.submits_by_endpoint.clear()
+        self.requests.clear()
+        self.webhook_attempts = self.webhooks_delivered = self.webhooks_failed = 0

@@ -1,0 +1,341 @@
+"""The emulated queue: jobs, the account's concurrency limit, progress logs, cancel, webhooks.
+
+At most ``config.concurrency`` jobs run at once; the rest wait in submit order with a 0-based
+position. A running job is one asyncio task that sleeps for the job's duration; its log lines
+are planned at start and become visible as time passes, so nothing polls or spins. Waiters
+(SSE streams) sleep on a per-job event that is set on every change, including queue moves.
+Background work starts lazily on the first request, in whatever event loop serves the app.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from falkit.emulator.config import EmulatorConfig, Stats
+from falkit.emulator.faults import JOB_ERRORS, Fault, FaultSet
+from falkit.emulator.models import (
+    Endpoint,
+    Outcome,
+    RunContext,
+    execute,
+    failure,
+    invalid,
+    log_plan,
+    validate,
+)
+from falkit.emulator.signing import WebhookSigner, deliver
+from falkit.emulator.storage import FileStore
+
+log = logging.getLogger("falkit.emulator")
+QUEUED, RUNNING, DONE = "IN_QUEUE", "IN_PROGRESS", "COMPLETED"
+
+
+@dataclass
+class LogLine:
+    """A log entry and the loop time from which it is visible."""
+
+    at: float
+    entry: dict[str, Any]
+
+
+@dataclass(eq=False)
+class Job:
+    """One queued request and everything known about it."""
+
+    id: str
+    endpoint: Endpoint
+    params: dict[str, Any]
+    detail: list[Any] | None
+    ctx: RunContext
+    webhook: str | None = None
+    fault: Fault | None = None
+    state: str = QUEUED
+    started: float | None = None
+    finished: float | None = None
+    duration: float = 0.0
+    wall_start: float = 0.0
+    logs: list[LogLine] = field(default_factory=list)
+    outcome: Outcome | None = None
+    task: asyncio.Task[None] | None = field(default=None, repr=False)
+    _changed: asyncio.Event | None = field(default=None, repr=False)
+
+    def touch(self) -> None:
+        """Wake everyone waiting for this job to change."""
+        if self._changed is not None:
+            self._changed.set()
+            self._changed = None
+
+    async def changed(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for a change; True if one happened."""
+        if timeout <= 0:
+            return False
+        if self._changed is None:
+            self._changed = asyncio.Event()
+        event = self._changed
+        try:
+            async with asyncio.timeout(timeout):
+                await event.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    def visible_logs(self, now: float) -> list[dict[str, Any]]:
+        return [line.entry for line in self.logs if line.at <= now]
+
+    def next_log_at(self, now: float) -> float | None:
+        return min((line.at for line in self.logs if line.at > now), default=None)
+
+
+def _timestamp(wall: float) -> str:
+    return dt.datetime.fromtimestamp(wall, dt.UTC).replace(tzinfo=None).isoformat()
+
+
+class Engine:
+    """State and behaviour behind every route; reachable as ``app.state.emulator``."""
+
+    def __init__(self, config: EmulatorConfig | None = None) -> None:
+        self.config = config or EmulatorConfig()
+        self.stats = Stats()
+        self.faults = FaultSet()
+        self.store = FileStore()
+        self.signer = WebhookSigner()
+        self.public_base: str | None = None
+        """Base URL files are served from; None: taken from each request's own origin."""
+        self.jobs: dict[str, Job] = {}
+        self.closing = False
+        self._queue: dict[str, Job] = {}
+        self._running: set[str] = set()
+        self._positions: dict[str, int] | None = None
+        self._background: set[asyncio.Task[Any]] = set()
+
+    @property
+    def queued(self) -> int:
+        return len(self._queue)
+
+    @property
+    def running(self) -> int:
+        return len(self._running)
+
+    def context(self, origin: str) -> RunContext:
+        """Where a request's outputs live: files under ``{public base or origin}/cdn``."""
+        from urllib.parse import urlsplit
+
+        base = self.public_base or origin
+        hosts = {urlsplit(origin).netloc, urlsplit(base).netloc}
+        return RunContext(self.store, f"{base}/cdn", frozenset(hosts))
+
+    # ---- queue ----
+
+    def submit(
+        self, endpoint: Endpoint, body: dict[str, Any], ctx: RunContext, *,
+        webhook: str | None = None, fault: Fault | None = None,
+    ) -> Job:  # fmt: skip
+        """Queue a job (input problems surface later, at its result, as on Fal)."""
+        params, detail = validate(endpoint, body)
+        job = Job(str(uuid.uuid4()), endpoint, params, detail, ctx, webhook, fault)
+        self.jobs[job.id] = job
+        self._queue[job.id] = job
+        self._positions = None
+        self.stats.count_submit(endpoint.endpoint_id)
+        self._pump()
+        return job
+
+    def find(self, app_prefix: str, request_id: str) -> Job | None:
+        """The job, if the URL's app part is its owner/alias or a prefix of its full id."""
+        job = self.jobs.get(request_id)
+        if job is None:
+            return None
+        endpoint_id = job.endpoint.endpoint_id
+        is_prefix = endpoint_id.startswith(app_prefix + "/") and app_prefix.startswith(
+            job.endpoint.app
+        )
+        return job if app_prefix == endpoint_id or is_prefix else None
+
+    def position(self, job: Job) -> int:
+        if self._positions is None:
+            self._positions = {job_id: i for i, job_id in enumerate(self._queue)}
+        return self._positions.get(job.id, 0)
+
+    def _pump(self) -> None:
+        started = False
+        while self._queue and len(self._running) < max(1, self.config.concurrency):
+            job = self._queue.pop(next(iter(self._queue)))
+            self._start(job)
+            started = True
+        if started:
+            self._positions = None
+            for waiting in self._queue.values():
+                waiting.touch()
+
+    def _duration(self, endpoint: Endpoint) -> float:
+        return self.config.training_seconds if endpoint.is_training else self.config.latency
+
+    def _start(self, job: Job) -> None:
+        loop = asyncio.get_running_loop()
+        job.state, job.started, job.wall_start = RUNNING, loop.time(), time.time()
+        job.duration = self._duration(job.endpoint)
+        plan = log_plan(job.endpoint, job.params, job.duration) if job.detail is None else []
+        job.logs = [self._line(job, job.started + offset, text) for offset, text in plan]
+        self._running.add(job.id)
+        job.task = loop.create_task(self._run(job))
+        job.touch()
+
+    def _line(self, job: Job, at: float, message: str, level: str = "INFO") -> LogLine:
+        wall = job.wall_start + (at - (job.started or at))
+        entry = {
+            "message": message,
+            "level": level,
+            "source": "USER",
+            "timestamp": _timestamp(wall),
+        }
+        return LogLine(at, entry)
+
+    async def _run(self, job: Job) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            outcome = await self._outcome(job, job.duration)
+            if outcome.ok:
+                await asyncio.sleep(max(0.0, (job.started or 0.0) + job.duration - loop.time()))
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("emulated job %s crashed", job.id)
+            outcome = failure(500, "Internal server error", "internal_server_error")
+        self._finish(job, outcome)
+
+    async def _outcome(self, job: Job, duration: float) -> Outcome:
+        if job.detail is not None:
+            return invalid(job.detail)
+        if job.fault is not None and job.fault.kind == "job_error":
+            await asyncio.sleep(duration / 2)
+            return _job_error(job.fault)
+        return await execute(job.ctx, job.endpoint, job.params, duration)
+
+    def _finish(self, job: Job, outcome: Outcome) -> None:
+        if job.state == DONE:
+            return
+        now = asyncio.get_running_loop().time()
+        job.state, job.finished, job.outcome = DONE, now, outcome
+        if job.started is not None:
+            job.logs = [line for line in job.logs if line.at <= now]
+            text = f"Finished in {now - job.started:.2f}s" if outcome.ok else str(outcome.error)
+            job.logs.append(self._line(job, now, text, "INFO" if outcome.ok else "ERROR"))
+        self._running.discard(job.id)
+        job.touch()
+        if job.webhook:
+            self._spawn(self._deliver(job))
+        self._pump()
+
+    def cancel(self, job: Job) -> tuple[int, dict[str, str]]:
+        """Fal's cancel: queued jobs are removed, running ones stopped, finished ones refused."""
+        if job.state == DONE:
+            return 400, {"status": "ALREADY_COMPLETED"}
+        outcome = failure(400, "Request was cancelled", "cancelled")
+        if job.state == QUEUED:
+            del self._queue[job.id]
+            self._positions = None
+            for waiting in self._queue.values():
+                waiting.touch()
+            self._finish(job, outcome)
+            return 200, {"status": "OK"}
+        task = job.task
+        self._finish(job, outcome)
+        if task is not None:
+            task.cancel()
+        return 202, {"status": "CANCELLATION_REQUESTED"}
+
+    # ---- sync runs ----
+
+    async def run_now(
+        self, endpoint: Endpoint, body: dict[str, Any], ctx: RunContext, fault: Fault | None
+    ) -> tuple[str, Outcome]:
+        """A fal.run call: no queue, the output after the model's duration."""
+        request_id = str(uuid.uuid4())
+        params, detail = validate(endpoint, body)
+        job = Job(request_id, endpoint, params, detail, ctx, fault=fault)
+        loop = asyncio.get_running_loop()
+        started, duration = loop.time(), self._duration(endpoint)
+        outcome = await self._outcome(job, duration)
+        if outcome.ok:
+            await asyncio.sleep(max(0.0, started + duration - loop.time()))
+        return request_id, outcome
+
+    # ---- what clients see ----
+
+    def status_body(self, job: Job, base: str, with_logs: bool) -> dict[str, Any]:
+        """The status JSON exactly as Fal shapes it (three statuses only)."""
+        root = f"{base}/{job.endpoint.app}/requests/{job.id}"
+        body: dict[str, Any] = {
+            "status": job.state,
+            "request_id": job.id,
+            "response_url": root,
+            "status_url": f"{root}/status",
+            "cancel_url": f"{root}/cancel",
+        }
+        if job.state == QUEUED:
+            body["queue_position"] = self.position(job)
+            return body
+        body["logs"] = self._logs(job) if with_logs else None
+        if job.state == DONE and job.outcome is not None:
+            took = None
+            if job.started is not None and job.finished is not None:
+                took = round(job.finished - job.started, 4)
+            body["metrics"] = {"inference_time": took}
+            if job.outcome.error is not None:
+                body["error"], body["error_type"] = job.outcome.error, job.outcome.error_type
+        return body
+
+    def _logs(self, job: Job) -> list[dict[str, Any]]:
+        lines = job.visible_logs(asyncio.get_running_loop().time())
+        window = self.config.log_window
+        return lines[-window:] if window else lines
+
+    # ---- background work ----
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _deliver(self, job: Job) -> None:
+        assert job.webhook is not None
+        assert job.outcome is not None
+        await deliver(
+            job.webhook,
+            webhook_payload(job.id, job.outcome),
+            signer=self.signer,
+            user_id=self.config.user_id,
+            delays=tuple(self.config.webhook_retry_delays),
+            stats=self.stats,
+        )
+
+    async def aclose(self) -> None:
+        """Stop every job and delivery (call in the loop that serves the app)."""
+        self.closing = True
+        tasks = [j.task for j in self.jobs.values() if j.task is not None and not j.task.done()]
+        tasks += list(self._background)
+        for task in tasks:
+            task.cancel()
+        for job in self.jobs.values():
+            job.touch()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _job_error(fault: Fault) -> Outcome:
+    code, text = JOB_ERRORS.get(fault.error_type, (500, "Internal server error"))
+    return failure(code, text, fault.error_type)
+
+
+def webhook_payload(request_id: str, outcome: Outcome) -> dict[str, Any]:
+    """The body Fal POSTs to a webhook when a request ends."""
+    base = {"request_id": request_id, "gateway_request_id": request_id}
+    if outcome.ok:
+        return {**base, "status": "OK", "payload": outcome.body}
+    error = f"Invalid status code: {outcome.status_code}"
+    return {**base, "status": "ERROR", "error": error, "payload": outcome.body}

@@ -1,0 +1,236 @@
+"""Running the emulator on real sockets: in a background thread for tests and demos, or blocking.
+
+:func:`run_emulator` serves one engine on 127.0.0.1 (a free port by default), optionally over
+TLS, and optionally with the queue and run roles each at the root of their own listener (what
+the official fal-client needs: it takes a bare host for those roles and hard-codes https).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import socket
+import threading
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from falkit.config import EMULATOR_KEY
+from falkit.emulator.app import Role, create_app
+from falkit.emulator.config import EmulatorConfig, Stats
+from falkit.emulator.engine import Engine
+from falkit.emulator.faults import TRANSPORT_KEY, FaultSet
+
+if TYPE_CHECKING:
+    from falkit.config import Settings
+
+SslFiles = tuple[str | Path, str | Path]
+START_TIMEOUT = 15.0
+
+
+@functools.cache
+def protocol_class() -> type[asyncio.Protocol]:
+    """uvicorn's h11 protocol, handing each connection's transport to the app (drop faults)."""
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class DroppableH11Protocol(H11Protocol):
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self.app_state = {**self.app_state, TRANSPORT_KEY: transport}
+
+    return DroppableH11Protocol
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    return sock
+
+
+class EmulatorServer:
+    """A running emulator; use as ``with run_emulator() as emu`` or ``async with``."""
+
+    def __init__(
+        self,
+        config: EmulatorConfig | None = None,
+        *,
+        ssl: SslFiles | None = None,
+        split_roles: bool = False,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        self.config = config or EmulatorConfig()
+        self.engine = Engine(self.config)
+        self.app = create_app(engine=self.engine)
+        self.base_url = ""
+        """``http(s)://127.0.0.1:PORT``: every role under /queue, /run, /rest, /cdn."""
+        self.queue_host: str | None = None
+        """With split_roles: ``127.0.0.1:PORT`` serving the queue role at its root."""
+        self.run_host: str | None = None
+        """With split_roles: ``127.0.0.1:PORT`` serving the run role at its root."""
+        self._ssl, self._split, self._host, self._port = ssl, split_roles, host, port
+        self._servers: list[Any] = []
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._error: BaseException | None = None
+
+    # ---- what tests use ----
+
+    @property
+    def stats(self) -> Stats:
+        return self.engine.stats
+
+    @property
+    def faults(self) -> FaultSet:
+        return self.engine.faults
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self._ssl else "http"
+
+    @property
+    def queue_url(self) -> str:
+        return f"{self.scheme}://{self.queue_host}" if self.queue_host else f"{self.base_url}/queue"
+
+    @property
+    def run_url(self) -> str:
+        return f"{self.scheme}://{self.run_host}" if self.run_host else f"{self.base_url}/run"
+
+    @property
+    def rest_url(self) -> str:
+        return f"{self.base_url}/rest"
+
+    @property
+    def cdn_url(self) -> str:
+        return f"{self.base_url}/cdn"
+
+    def settings(self, api_key: str = EMULATOR_KEY) -> Settings:
+        """falkit settings pointing all four roles at this emulator, with ``api_key``."""
+        from pydantic import SecretStr
+
+        from falkit.config import load_settings
+
+        return load_settings().with_urls(self.base_url, api_key=SecretStr(api_key))
+
+    # ---- lifecycle ----
+
+    def _uvicorn_config(self, app: Any) -> Any:
+        import uvicorn
+
+        certfile, keyfile = self._ssl if self._ssl else (None, None)
+        return uvicorn.Config(
+            app,
+            http=protocol_class(),
+            ws="none",
+            lifespan="off",
+            log_config=None,
+            log_level=None,
+            access_log=False,
+            ssl_certfile=certfile,
+            ssl_keyfile=keyfile,
+            timeout_graceful_shutdown=2,
+        )
+
+    def start(self) -> EmulatorServer:
+        """Bind, start serving in a daemon thread, and return once every listener is up."""
+        import uvicorn
+
+        roles: list[Role | None] = [None, "queue", "run"] if self._split else [None]
+        apps = [self.app, *(create_app(engine=self.engine, root_role=r) for r in roles[1:])]
+        sockets = [_bind(self._host, self._port if i == 0 else 0) for i in range(len(apps))]
+        hosts = [f"{self._host}:{sock.getsockname()[1]}" for sock in sockets]
+        self.base_url = f"{self.scheme}://{hosts[0]}"
+        if self._split:
+            self.queue_host, self.run_host = hosts[1], hosts[2]
+        self.engine.public_base = self.base_url
+        self._servers = [uvicorn.Server(self._uvicorn_config(app)) for app in apps]
+        self._thread = threading.Thread(
+            target=self._serve, args=(sockets,), daemon=True, name="falkit-emulator"
+        )
+        self._thread.start()
+        self._wait_started()
+        return self
+
+    def _serve(self, sockets: list[socket.socket]) -> None:
+        async def main() -> None:
+            self._loop = asyncio.get_running_loop()
+            pairs = zip(self._servers, sockets, strict=True)
+            await asyncio.gather(*(server.serve(sockets=[sock]) for server, sock in pairs))
+
+        try:
+            asyncio.run(main())
+        except BaseException as exc:  # reported by start() or stop()
+            self._error = exc
+
+    def _wait_started(self) -> None:
+        deadline = time.monotonic() + START_TIMEOUT
+        while not all(server.started for server in self._servers):
+            alive = self._thread is not None and self._thread.is_alive()
+            if not alive or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"emulator failed to start: {self._error!r}")
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        """Stop jobs and listeners; wait for the thread to end."""
+        loop, thread = self._loop, self._thread
+        if loop is not None and thread is not None and thread.is_alive():
+            future = asyncio.run_coroutine_threadsafe(self.engine.aclose(), loop)
+            with contextlib.suppress(Exception):  # shutting down anyway
+                future.result(timeout=5)
+        for server in self._servers:
+            server.should_exit = True
+        if thread is not None:
+            thread.join(timeout=10)
+
+    def __enter__(self) -> EmulatorServer:
+        return self.start()
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    async def __aenter__(self) -> EmulatorServer:
+        return await asyncio.to_thread(self.start)
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await asyncio.to_thread(self.stop)
+
+
+def run_emulator(
+    config: EmulatorConfig | None = None,
+    *,
+    ssl: SslFiles | None = None,
+    split_roles: bool = False,
+    host: str = "127.0.0.1",
+    port: int = 0,
+) -> EmulatorServer:
+    """An emulator to serve in a background thread while the ``with`` block runs.
+
+    ``ssl=(certfile, keyfile)`` serves https. ``split_roles=True`` adds two listeners serving
+    the queue and run roles at their root (``emu.queue_host`` / ``emu.run_host``), for clients
+    like fal-client that take bare hosts; rest and cdn stay under ``emu.base_url``.
+    """
+    return EmulatorServer(config, ssl=ssl, split_roles=split_roles, host=host, port=port)
+
+
+def serve(host: str = "127.0.0.1", port: int = 8765, config: EmulatorConfig | None = None) -> None:
+    """Serve until interrupted (``falkit emulator``); URLs follow each request's Host header."""
+    import uvicorn
+
+    uvicorn.run(
+        create_app(config),
+        host=host,
+        port=port,
+        http=protocol_class(),
+        ws="none",
+        lifespan="off",
+        log_level="info",
+    )
