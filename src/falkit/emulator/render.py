@@ -97,7 +97,7 @@ def _lines(spec: RenderSpec, size: int) -> list[str]:
     prompt = textwrap.wrap(spec.prompt, per_line)[:4] or [""]
     if len(textwrap.wrap(spec.prompt, per_line)) > 4:
         prompt[-1] = prompt[-1][: per_line - 1] + "…"
-    lines = [*prompt[:-1], f"{prompt[-1]}\""]
+    lines = [*prompt[:-1], f'{prompt[-1]}"']
     lines[0] = f'"{lines[0]}'
     lines += [
         f"model: {spec.model}",
