@@ -63,7 +63,7 @@ async def test_stream_without_logs_has_null_logs(emu: EmulatorServer) -> None:
 
 
 async def test_idle_stream_sends_pings_and_queue_moves() -> None:
-    config = EmulatorConfig(latency=0.6, concurrency=1, ping_interval=0.15)
+    config = EmulatorConfig(latency=0.45, concurrency=1, ping_interval=0.12)
     async with run_emulator(config) as emu, httpx.AsyncClient(headers=AUTH) as client:
         await _submit(client, emu.base_url, {"prompt": "first"})
         waiting = await _submit(client, emu.base_url, {"prompt": "second"})
