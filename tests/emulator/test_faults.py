@@ -159,6 +159,8 @@ async def test_drop_under_asgi_transport_raises_transport_error(client: httpx.As
 def test_fault_arguments_are_checked() -> None:
     with pytest.raises(ValueError, match="unknown fault kind"):
         Fault(route="submit", kind="explode")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="unknown route"):
+        Fault(route="submits", kind="5xx")
     with pytest.raises(ValueError, match="probability"):
         Fault(route="submit", kind="5xx", probability=2)
     with pytest.raises(ValueError, match="times"):

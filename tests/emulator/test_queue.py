@@ -264,3 +264,25 @@ async def test_stats_count_requests_per_route(client: httpx.AsyncClient) -> None
     engine.stats.reset()
     assert engine.stats.submits == 0
     assert not engine.stats.requests
+
+
+async def test_start_timeout_expires_queued_job(make_client: ClientFactory) -> None:
+    client = await make_client(latency=0.3, concurrency=1)
+    first = await submit(
+        client, "fal-ai/flux/dev", {"prompt": "a"}, headers={"X-Fal-Request-Timeout": "0.05"}
+    )
+    late = await submit(
+        client, "fal-ai/flux/dev", {"prompt": "b"}, headers={"X-Fal-Request-Timeout": "0.1"}
+    )
+    patient = await submit(
+        client, "fal-ai/flux/dev", {"prompt": "c"}, headers={"X-Fal-Request-Timeout": "5.0"}
+    )
+    expired = await wait_done(client, late["status_url"])
+    assert (expired["error"], expired["error_type"]) == ("Request timed out", "request_timeout")
+    result = await client.get(late["response_url"])
+    assert result.status_code == 504
+    assert result.headers["x-fal-request-timeout-type"] == "user"
+    assert (await client.get(patient["status_url"])).json()["queue_position"] == 0
+    for handle in (first, patient):  # started in time: unaffected
+        await wait_done(client, handle["status_url"])
+        assert (await client.get(handle["response_url"])).status_code == 200

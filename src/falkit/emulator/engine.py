@@ -16,6 +16,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from falkit.emulator.config import EmulatorConfig, Stats
 from falkit.emulator.faults import JOB_ERRORS, Fault, FaultSet
@@ -124,8 +125,6 @@ class Engine:
 
     def context(self, origin: str) -> RunContext:
         """Where a request's outputs live: files under ``{public base or origin}/cdn``."""
-        from urllib.parse import urlsplit
-
         base = self.public_base or origin
         hosts = {urlsplit(origin).netloc, urlsplit(base).netloc}
         return RunContext(self.store, f"{base}/cdn", frozenset(hosts))
@@ -135,8 +134,13 @@ class Engine:
     def submit(
         self, endpoint: Endpoint, body: dict[str, Any], ctx: RunContext, *,
         webhook: str | None = None, fault: Fault | None = None,
+        start_timeout: float | None = None,
     ) -> Job:  # fmt: skip
-        """Queue a job (input problems surface later, at its result, as on Fal)."""
+        """Queue a job (input problems surface later, at its result, as on Fal).
+
+        ``start_timeout`` (X-Fal-Request-Timeout) ends a job still queued after that many
+        seconds with Fal's user start-timeout: COMPLETED + request_timeout, result 504.
+        """
         params, detail = validate(endpoint, body)
         job = Job(str(uuid.uuid4()), endpoint, params, detail, ctx, webhook, fault)
         self.jobs[job.id] = job
@@ -144,6 +148,8 @@ class Engine:
         self._positions = None
         self.stats.count_submit(endpoint.endpoint_id)
         self._pump()
+        if start_timeout is not None and job.state == QUEUED:
+            asyncio.get_running_loop().call_later(start_timeout, self._expire, job)
         return job
 
     def find(self, app_prefix: str, request_id: str) -> Job | None:
@@ -164,7 +170,11 @@ class Engine:
 
     def _pump(self) -> None:
         started = False
-        while self._queue and len(self._running) < max(1, self.config.concurrency):
+        while (
+            not self.closing
+            and self._queue
+            and len(self._running) < max(1, self.config.concurrency)
+        ):
             job = self._queue.pop(next(iter(self._queue)))
             self._start(job)
             started = True
@@ -232,17 +242,26 @@ class Engine:
             self._spawn(self._deliver(job))
         self._pump()
 
+    def _dequeue(self, job: Job, outcome: Outcome) -> None:
+        del self._queue[job.id]
+        self._positions = None
+        for waiting in self._queue.values():
+            waiting.touch()
+        self._finish(job, outcome)
+
+    def _expire(self, job: Job) -> None:
+        if job.state == QUEUED:
+            outcome = failure(504, "Request timed out", "request_timeout")
+            outcome.extra_headers["x-fal-request-timeout-type"] = "user"
+            self._dequeue(job, outcome)
+
     def cancel(self, job: Job) -> tuple[int, dict[str, str]]:
         """Fal's cancel: queued jobs are removed, running ones stopped, finished ones refused."""
         if job.state == DONE:
             return 400, {"status": "ALREADY_COMPLETED"}
         outcome = failure(400, "Request was cancelled", "cancelled")
         if job.state == QUEUED:
-            del self._queue[job.id]
-            self._positions = None
-            for waiting in self._queue.values():
-                waiting.touch()
-            self._finish(job, outcome)
+            self._dequeue(job, outcome)
             return 200, {"status": "OK"}
         task = job.task
         self._finish(job, outcome)

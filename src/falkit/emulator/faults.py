@@ -36,6 +36,10 @@ FaultKind = Literal[
     "malformed_json",
     "job_error",
 ]
+ROUTES = frozenset(
+    {"submit", "status", "stream", "result", "cancel", "run", "run_stream"}
+    | {"token", "initiate", "upload", "put", "file", "jwks", "*"}
+)
 TRANSPORT_KEY = "falkit_emulator_transport"
 _REASONS = {
     500: "Internal Server Error",
@@ -69,6 +73,8 @@ class Fault:
     """For "job_error": one of JOB_ERRORS' keys (others answer 500)."""
 
     def __post_init__(self) -> None:
+        if self.route not in ROUTES:
+            raise ValueError(f"unknown route {self.route!r}; one of {sorted(ROUTES)}")
         if self.kind not in get_args(FaultKind):
             raise ValueError(f"unknown fault kind {self.kind!r}; one of {get_args(FaultKind)}")
         if not 0.0 <= self.probability <= 1.0:

@@ -80,6 +80,7 @@ class Outcome:
     error: str | None = None
     error_type: str | None = None
     billable_units: float | None = None
+    extra_headers: dict[str, str] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -92,7 +93,7 @@ class Outcome:
         body_type = self.body.get("error_type") if isinstance(self.body, dict) else None
         if body_type:
             headers["x-fal-error-type"] = str(body_type)
-        return headers
+        return {**headers, **self.extra_headers}
 
 
 def invalid(detail: list[dict[str, Any]]) -> Outcome:

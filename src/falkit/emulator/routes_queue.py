@@ -110,12 +110,23 @@ async def _submit(request: Request, path: str, base: str) -> Response:
     endpoint, body = parsed
     webhook = request.query_params.get("fal_webhook") or None
     ctx = engine.context(origin(request))
-    job = engine.submit(endpoint, body, ctx, webhook=webhook, fault=request.state.fault)
+    timeout = _seconds(request.headers.get("x-fal-request-timeout"))
+    job = engine.submit(
+        endpoint, body, ctx, webhook=webhook, fault=request.state.fault, start_timeout=timeout
+    )
     status = engine.status_body(job, base, with_logs=False)
     keys = ("request_id", "response_url", "status_url", "cancel_url")
     reply = {"status": "IN_QUEUE", **{k: status[k] for k in keys}}
     reply["queue_position"] = status.get("queue_position", 0)
     return JSONResponse(reply)
+
+
+def _seconds(value: str | None) -> float | None:
+    try:
+        seconds = float(value) if value else None
+    except ValueError:
+        return None
+    return seconds if seconds is not None and seconds > 0 else None
 
 
 async def _with_job(request: Request, handler: Any, app: str, rid: str, base: str) -> Response:
