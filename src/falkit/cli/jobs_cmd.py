@@ -85,9 +85,10 @@ async def _list(search: str | None, limit: int, emulator: bool) -> list[JobRecor
 def show(
     job_id: str = typer.Argument(..., help="Job id (or prefix, or Fal request id)."),
     json_out: bool = JSON_OPTION,
+    emulator: bool = EMULATOR_OPTION,
 ) -> None:
     """Everything recorded about one job."""
-    job = run(lambda: _show(job_id))
+    job = run(lambda: _show(job_id, emulator))
     data = job_json(job)
     if json_out:
         print_json(data)
