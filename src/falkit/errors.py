@@ -15,7 +15,8 @@ Every error a caller can see derives from :class:`FalkitError`::
     │   └── SubmitUncertainError      a submit may have reached Fal; it is never re-sent
     ├── JobFailedError                a job ended with an error (error_type from Fal)
     │   └── JobCancelledError         a job was cancelled
-    └── DownloadError                 an output file could not be fetched or did not verify
+    ├── DownloadError                 an output file could not be fetched or did not verify
+    └── StoreError                    the library database could not be opened or written
 
 :func:`error_from_response` is the one place where an HTTP response becomes an exception.
 """
@@ -161,6 +162,10 @@ class JobCancelledError(JobFailedError):
 
 class DownloadError(FalkitError):
     """An output file could not be fetched, or it is not the image it claims to be."""
+
+
+class StoreError(FalkitError):
+    """The library database could not be opened, migrated or written (never holds a password)."""
 
 
 def _detail_text(body: Any) -> str | None:
