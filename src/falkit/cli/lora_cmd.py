@@ -1,9 +1,175 @@
-"""`falkit lora`: registered by its own issue's work."""
+"""`falkit lora`: train a LoRA from your pictures, then list, show and remove library entries."""
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
 import typer
 
+from falkit.cli.common import EMULATOR_OPTION, JSON_OPTION, print_json, run, stderr
 
-def register(app: typer.Typer) -> None:
-    """Nothing yet."""
+if TYPE_CHECKING:
+    from falkit.cli.render import ProgressView
+    from falkit.service import FalService
+    from falkit.service.training import TrainingResult
+    from falkit.store import LoraRecord
+    from falkit.types import ProgressEvent
+
+T = TypeVar("T")
+app = typer.Typer(
+    help="Train LoRAs on your own pictures and manage the LoRA library.", no_args_is_help=True
+)
+
+
+def lora_json(record: LoraRecord) -> dict[str, Any]:
+    return {
+        "name": record.name,
+        "trigger_word": record.trigger_word,
+        "url": record.url,
+        "config_url": record.config_url,
+        "local_path": record.local_path,
+        "job_id": record.job_id,
+        "params": record.params,
+        "created_at": record.created_at,
+    }
+
+
+@app.command("train")
+def train(
+    source: str = typer.Argument(
+        ..., help="A folder of images (optional same-named .txt captions), a .zip, or a URL."
+    ),
+    trigger_word: str | None = typer.Option(
+        None, "--trigger-word", "-t", help="Word that calls up the LoRA in prompts, e.g. TOK."
+    ),
+    name: str | None = typer.Option(
+        None, "--name", help="Name in the library (default: the trigger word)."
+    ),
+    steps: int = typer.Option(1000, "--steps", help="Training steps (1 to 10000)."),
+    is_style: bool = typer.Option(
+        False, "--is-style", help="Train a style rather than a subject (no masks or captions)."
+    ),
+    no_masks: bool = typer.Option(
+        False, "--no-masks", help="Do not weight the loss with segmentation masks."
+    ),
+    json_out: bool = JSON_OPTION,
+    emulator: bool = EMULATOR_OPTION,
+) -> None:
+    """Train a Flux LoRA and register it; use it with `falkit generate --lora NAME`."""
+    params: dict[str, Any] = {
+        "trigger_word": trigger_word,
+        "name": name,
+        "steps": steps,
+        "is_style": is_style,
+        "create_masks": not no_masks,
+    }
+    result = run(lambda: _train(source, params, emulator, quiet=json_out))
+    if json_out:
+        print_json(result.to_json())
+        return
+    sys.stdout.write(f"{result.local_path}\n")
+    word = f" (trigger word {result.trigger_word})" if result.trigger_word else ""
+    stderr().print(
+        f"[green]done[/] LoRA [bold]{result.name}[/]{word} from job {result.job_id}; "
+        f'try: falkit generate "photo of {result.trigger_word or "..."}" --lora {result.name}'
+    )
+
+
+async def _train(
+    source: str, params: dict[str, Any], emulator: bool, *, quiet: bool
+) -> TrainingResult:
+    from falkit.cli.common import open_service
+    from falkit.cli.interrupt import interruptible
+    from falkit.cli.render import ProgressView
+
+    async with open_service(emulator) as service:
+        with ProgressView(stderr(), quiet=quiet) as view:
+            work = service.train_lora(source, on_progress=_notes_first(view), **params)
+            return await interruptible(service, view, work)
+
+
+def _notes_first(view: ProgressView) -> Any:
+    """Events sent before the job exists (dataset checked, uploading) are printed as notes;
+    the rest go to the progress view."""
+
+    def callback(event: ProgressEvent) -> None:
+        from falkit.types import LogEvent
+
+        if isinstance(event, LogEvent) and (not event.job_id or event.level == "WARNING"):
+            if not view.quiet:
+                view.console.print(f"[dim]note:[/] {event.message}", highlight=False)
+            return
+        view(event)
+
+    return callback
+
+
+@app.command("list")
+def list_loras(json_out: bool = JSON_OPTION, emulator: bool = EMULATOR_OPTION) -> None:
+    """Every LoRA in the library."""
+    records = run(lambda: _read(emulator, lambda s: s.list_loras()))
+    if json_out:
+        print_json([lora_json(r) for r in records])
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("name", "trigger word", "created", "local file")
+    for record in records:
+        table.add_row(
+            record.name,
+            record.trigger_word or "",
+            f"{record.created_at:%Y-%m-%d %H:%M}",
+            record.local_path or "",
+        )
+    Console().print(table)
+
+
+@app.command("show")
+def show(
+    name: str = typer.Argument(..., help="The LoRA's name."),
+    json_out: bool = JSON_OPTION,
+    emulator: bool = EMULATOR_OPTION,
+) -> None:
+    """Everything recorded about one LoRA."""
+    record = run(lambda: _read(emulator, lambda s: s.get_lora(name)))
+    data = lora_json(record)
+    if json_out:
+        print_json(data)
+        return
+    for key, value in data.items():
+        sys.stdout.write(f"{key}: {value}\n")
+
+
+@app.command("rm")
+def remove(
+    name: str = typer.Argument(..., help="The LoRA's name."),
+    keep_file: bool = typer.Option(
+        False, "--keep-file", help="Keep the downloaded .safetensors file."
+    ),
+    json_out: bool = JSON_OPTION,
+    emulator: bool = EMULATOR_OPTION,
+) -> None:
+    """Remove a LoRA from the library (and delete its kept weights file)."""
+    removed = run(lambda: _read(emulator, lambda s: s.remove_lora(name, delete_file=not keep_file)))
+    if json_out:
+        print_json({"name": name, "removed": removed})
+    elif removed:
+        sys.stdout.write(f"removed {name}\n")
+    if not removed:
+        stderr().print(f"[bold red]error:[/] no LoRA named {name!r}")
+        raise typer.Exit(1)
+
+
+async def _read(emulator: bool, action: Callable[[FalService], Awaitable[T]]) -> T:
+    """Run one library action on a service that needs no key (the library is local)."""
+    from falkit.cli.common import open_local_service
+
+    async with open_local_service(emulator) as service:
+        return await action(service)
+
+
+def register(app_: typer.Typer) -> None:
+    app_.add_typer(app, name="lora")

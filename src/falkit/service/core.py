@@ -20,7 +20,8 @@ if TYPE_CHECKING:
 
     from falkit.client import FalClient
     from falkit.service.runner import JobRunner
-    from falkit.store import JobRecord, JobStore
+    from falkit.service.training import TrainingResult
+    from falkit.store import JobRecord, JobStore, LoraRecord
 
 Finisher = Callable[["FalService", "JobRecord", Any, ProgressCallback | None], Awaitable[Any]]
 
@@ -163,17 +164,46 @@ class FalService:
     async def generate_with_lora(
         self, prompt: str, *, lora_url: str, lora_scale: float = 1.0, **params: Any
     ) -> GenerationResult:
-        """generate_image on flux-lora with one LoRA, as in the integration guide."""
+        """generate_image on flux-lora with one LoRA, as in the integration guide.
+
+        lora_url may also be a LoRA's name in the library or a local .safetensors file;
+        lora_scale is 0 to 2 (0.6 to 1.0 is the usual range). For several LoRAs at once, call
+        generate_image(prompt, model="flux-lora", loras=[...]).
+        """
         params.setdefault("model", "flux-lora")
         return await self.generate_image(
             prompt, loras=[{"path": lora_url, "scale": lora_scale}], **params
         )
 
-    async def train_lora(self, source: str | Path, **params: Any) -> Any:
-        """Train a Flux LoRA from a folder, a zip or a URL and register it by name."""
+    async def train_lora(
+        self,
+        source: str | Path,
+        *,
+        trigger_word: str | None = None,
+        name: str | None = None,
+        steps: int = 1000,
+        is_style: bool = False,
+        create_masks: bool = True,
+        on_progress: ProgressCallback | None = None,
+    ) -> TrainingResult:
+        """Train a Flux LoRA from a folder of images, a local .zip or an http(s) URL to a zip.
+
+        Everything is checked before the upload; the job is journaled and resumable; once done
+        the LoRA is registered under ``name`` (default: the trigger word) and its weights are
+        kept in FALKIT_HOME/loras/<name>.safetensors.
+        """
         from falkit.service.training import train_lora
 
-        return await train_lora(self, source, **params)
+        return await train_lora(
+            self,
+            source,
+            trigger_word=trigger_word,
+            name=name,
+            steps=steps,
+            is_style=is_style,
+            create_masks=create_masks,
+            on_progress=on_progress,
+        )
 
     async def generate_batch(self, requests: Any, **options: Any) -> Any:
         """Generate many images within a budget, resumably (see falkit.service.batch)."""
@@ -279,6 +309,33 @@ class FalService:
             return await self.run_job(job, on_progress)
         except FalkitError as exc:
             return exc
+
+    # ---- LoRA library ----
+
+    async def list_loras(self) -> list[LoraRecord]:
+        """Every registered LoRA."""
+        store = await self.store()
+        return await store.list_loras()
+
+    async def get_lora(self, name: str) -> LoraRecord:
+        """A registered LoRA by name; NotFoundError listing the library when there is none."""
+        store = await self.store()
+        record = await store.get_lora(name)
+        if record is None:
+            names = ", ".join(r.name for r in await store.list_loras()) or "none"
+            raise NotFoundError(f"no LoRA named {name!r}; registered: {names}")
+        return record
+
+    async def remove_lora(self, name: str, *, delete_file: bool = True) -> bool:
+        """Forget a LoRA (and delete its kept weights file); False if there was none."""
+        store = await self.store()
+        record = await store.get_lora(name)
+        if record is None:
+            return False
+        removed = await store.remove_lora(name)
+        if removed and delete_file and record.local_path:
+            Path(record.local_path).unlink(missing_ok=True)
+        return removed
 
 
 async def _events(
