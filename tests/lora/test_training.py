@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from falkit.errors import ValidationError
+from falkit.errors import JobFailedError, ValidationError
 from falkit.service import FalService
 from falkit.service.loras import safetensors_header
 from falkit.service.training import TrainingResult, pending_dir
@@ -168,3 +168,15 @@ async def test_dataset_note_is_reported_before_the_job(
     assert isinstance(first, LogEvent)
     assert first.job_id == ""
     assert "5 images" in first.message
+
+
+async def test_failed_training_registers_nothing(
+    service: FalService, emu: Any, loopback_dir: tuple[Path, str]
+) -> None:
+    _, base = loopback_dir
+    with pytest.raises(JobFailedError, match="images_data_url"):
+        await service.train_lora(f"{base}/missing.zip", trigger_word="TOK", steps=5)
+    assert await service.list_loras() == []
+    [job] = await service.list_jobs()
+    assert job.status == "failed"
+    assert not list(pending_dir(service.settings.home).glob("*.json"))

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import pydantic
 
 from falkit.catalog import MODELS, TrainingOutput
-from falkit.errors import DownloadError, ValidationError
+from falkit.errors import DownloadError, JobFailedError, ValidationError
 from falkit.service.dataset import ALLOWED, Dataset, load_folder, load_zip, problem
 from falkit.service.generate import recorded_cost
 from falkit.service.loras import check_name, name_from, safetensors_header
@@ -226,7 +226,8 @@ async def train_lora(
         data = plan.dataset
         note = f"dataset ok: {len(data.images)} images, {len(data.captions)} captions; uploading"
         await emit(on_progress, LogEvent("", note))
-        url = await client.upload(data.pack(), "application/zip", f"{plan.name}.zip")
+        packed = await asyncio.to_thread(data.pack)
+        url = await client.upload(packed, "application/zip", f"{plan.name}.zip")
     spec = MODELS[MODEL]
     arguments = {**plan.arguments, "images_data_url": url}
     cost = spec.estimate_cost(arguments)
@@ -237,7 +238,11 @@ async def train_lora(
     write_pending(
         service.settings.home, job.id, {"name": plan.name, "source": plan.source, "images": count}
     )
-    result = await service.run_job(job, on_progress)
+    try:
+        result = await service.run_job(job, on_progress)
+    except JobFailedError:  # failed or cancelled at Fal: nothing will ever be registered
+        (pending_dir(service.settings.home) / f"{job.id}.json").unlink(missing_ok=True)
+        raise
     assert isinstance(result, TrainingResult)
     return result
 
