@@ -1,0 +1,1 @@
+"""Tests of the library store, each run on SQLite and on PostgreSQL."""

@@ -1,0 +1,174 @@
+"""Opening the store: migrations from empty, a schema equal to the models, clear failures."""
+
+from __future__ import annotations
+
+import itertools
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import inspect, text
+
+from falkit.errors import StoreError
+from falkit.store import JobStore
+from falkit.store.db import VERSION_TABLE, alembic_config, mask_url
+from falkit.store.models import Base
+from tests.store.helpers import new_job
+
+TABLES = {"jobs", "images", "loras", "uploads", "batches"}
+
+
+def _head() -> str:
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert head is not None
+    return head
+
+
+async def _version(store: JobStore) -> list[str]:
+    async with store.engine.connect() as conn:
+        rows = await conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}"))
+        return [row[0] for row in rows]
+
+
+async def _tables(store: JobStore) -> set[str]:
+    async with store.engine.connect() as conn:
+        return set(await conn.run_sync(lambda c: inspect(c).get_table_names()))
+
+
+async def test_migrates_from_empty_and_reopens_idempotently(empty_url: str) -> None:
+    store = await JobStore.open(empty_url)
+    try:
+        assert await _tables(store) == TABLES | {VERSION_TABLE}
+        assert await _version(store) == [_head()]
+        job = await new_job(store)
+    finally:
+        await store.close()
+    async with await JobStore.open(empty_url) as again:
+        assert await _version(again) == [_head()]
+        kept = await again.get_job(job.id)
+        assert kept is not None
+        assert kept.prompt == "a lighthouse at dusk"
+
+
+async def test_schema_after_migrations_matches_the_models(empty_url: str) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    def diff(conn: Any) -> list[Any]:
+        context = MigrationContext.configure(
+            conn, opts={"compare_type": True, "version_table": VERSION_TABLE}
+        )
+        return list(compare_metadata(context, Base.metadata))
+
+    async with await JobStore.open(empty_url) as store, store.engine.connect() as conn:
+        assert await conn.run_sync(diff) == []
+
+
+def test_migrations_form_one_append_only_chain() -> None:
+    """One head, one base, each revision naming the one before it (no branches)."""
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(alembic_config())
+    revisions = list(script.walk_revisions())
+    assert len(script.get_heads()) == 1
+    assert [r.down_revision for r in revisions][-1] is None
+    for newer, older in itertools.pairwise(revisions):
+        assert newer.down_revision == older.revision
+
+
+async def test_backend_settings(store: JobStore, backend: str) -> None:
+    """SQLite: WAL, a busy timeout, foreign keys; PostgreSQL: real timestamptz columns."""
+    async with store.engine.connect() as conn:
+        if backend == "sqlite":
+            assert (await conn.exec_driver_sql("PRAGMA journal_mode")).scalar() == "wal"
+            assert (await conn.exec_driver_sql("PRAGMA busy_timeout")).scalar() == 30_000
+            assert (await conn.exec_driver_sql("PRAGMA foreign_keys")).scalar() == 1
+        else:
+            kind = await conn.scalar(
+                text(
+                    "SELECT data_type FROM information_schema.columns "
+                    "WHERE table_name = 'jobs' AND column_name = 'created_at'"
+                )
+            )
+            assert kind == "timestamp with time zone"
+
+
+async def test_open_creates_the_sqlite_folder_or_uses_the_server(
+    backend: str, db_url: str, tmp_path: Path
+) -> None:
+    if backend == "sqlite":
+        assert not (tmp_path / "lib").exists()
+    async with await JobStore.open(db_url) as store:
+        await new_job(store)
+        assert store.dialect == backend
+    if backend == "sqlite":
+        assert (tmp_path / "lib" / "falkit.db").is_file()
+
+
+def _unopenable(backend: str, tmp_path: Path) -> str:
+    if backend == "sqlite":
+        blocker = tmp_path / "not-a-folder"
+        blocker.write_text("a file where a folder should be")
+        return f"sqlite+aiosqlite:///{blocker / 'falkit.db'}"
+    return "postgresql+asyncpg://falkit:s3cr3t-pw@127.0.0.1:1/falkit"
+
+
+async def test_open_failure_names_the_fix_and_hides_the_password(
+    backend: str, tmp_path: Path
+) -> None:
+    url = _unopenable(backend, tmp_path)
+    with pytest.raises(StoreError) as caught:
+        await JobStore.open(url)
+    message = str(caught.value)
+    assert message.startswith("cannot open database at ")
+    assert "check FALKIT_DATABASE_URL" in message
+    assert "s3cr3t-pw" not in message
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["mysql://u:p@h/db", "not a url at all", "mongodb://u:pw@h/db"],
+)
+def test_unsupported_urls_are_refused_before_connecting(url: str) -> None:
+    import asyncio
+
+    with pytest.raises(StoreError, match="FALKIT_DATABASE_URL") as caught:
+        asyncio.run(JobStore.open(url))
+    assert ":p@" not in str(caught.value)
+    assert ":pw@" not in str(caught.value)
+
+
+def test_mask_url_hides_passwords_only() -> None:
+    assert mask_url("postgresql+asyncpg://me:p@ss:w0rd@db:5432/x") == (
+        "postgresql+asyncpg://me:***@db:5432/x"
+    )
+    assert mask_url("postgresql://me@db/x") == "postgresql://me@db/x"
+    assert mask_url("sqlite+aiosqlite:////home/me/falkit.db") == (
+        "sqlite+aiosqlite:////home/me/falkit.db"
+    )
+
+
+async def test_repr_names_the_database_but_never_the_password(backend: str, db_url: str) -> None:
+    # The local server trusts loopback connections, so a password in the URL is accepted.
+    url = db_url.replace("@127.0.0.1", ":unused-secret@127.0.0.1")
+    async with await JobStore.open(url) as store:
+        shown = f"{store!r} {store.url}"
+    assert "unused-secret" not in shown
+    assert ("falkit.db" if backend == "sqlite" else ":***@127.0.0.1") in shown
+
+
+def test_importing_the_store_loads_no_database_code() -> None:
+    """Front ends name the records cheaply; SQLAlchemy loads only when a store opens."""
+    code = (
+        "import sys, falkit.store as s; s.JobRecord; s.NewImage; "
+        "print(any(m.startswith(('sqlalchemy', 'alembic', 'aiosqlite', 'asyncpg')) "
+        "for m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "False"
