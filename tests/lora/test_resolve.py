@@ -145,3 +145,49 @@ async def test_urls_need_no_library(service: FalService, emu: Any) -> None:
     prompt, loras = await service.resolve_loras("p", [EXTERNAL])
     assert (prompt, loras) == ("p", [{"path": EXTERNAL, "scale": 1.0}])
     assert not (service.settings.home / "falkit.db").exists()
+
+
+async def test_expired_url_falls_back_to_the_kept_copy(
+    service: FalService, emu: Any, tmp_path: Path
+) -> None:
+    kept = tmp_path / "kept.safetensors"
+    kept.write_bytes(safetensors_bytes(seed=9))
+    gone = f"{emu.base_url}/cdn/files/expired.safetensors"
+    store = await service.store()
+    await store.add_lora(
+        name="old",
+        url=gone,
+        trigger_word="OLD",
+        config_url=None,
+        local_path=str(kept),
+        job_id=None,
+        params={"steps": 5},
+    )
+    events: list[ProgressEvent] = []
+    first = await service.generate_image(
+        "OLD photo", model="flux-lora", loras=["old"], on_progress=events.append
+    )
+    record = await service.get_lora("old")
+    assert record.url != gone
+    assert record.url.startswith(emu.base_url)
+    assert record.params == {"steps": 5}
+    assert (await service.get_job(first.job_id)).arguments["loras"][0]["path"] == record.url
+    assert any(isinstance(e, LogEvent) and "no longer answers" in e.message for e in events)
+    assert emu.stats.requests["upload"] == 1
+
+    files_before = emu.stats.requests["file"]
+    await service.generate_image("OLD again", model="flux-lora", loras=["old"])
+    assert emu.stats.requests["upload"] == 1
+    # the renewed URL was checked once for this service, not once per image
+    assert emu.stats.requests["file"] - files_before == 1  # only the image download
+
+
+async def test_live_url_with_kept_copy_is_used_as_registered(
+    service: FalService, emu: Any, photos: Path
+) -> None:
+    trained = await service.train_lora(photos, trigger_word="TOK", steps=4)
+    for prompt in ("TOK one", "TOK two"):
+        result = await service.generate_image(prompt, model="flux-lora", loras=["TOK"])
+        job = await service.get_job(result.job_id)
+        assert job.arguments["loras"][0]["path"] == trained.url
+    assert emu.stats.requests["upload"] == 1  # the dataset only

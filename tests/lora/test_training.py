@@ -77,12 +77,17 @@ async def test_train_from_zip_with_captions_needs_no_trigger_word(
     assert "trigger_word" not in job.arguments
 
 
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        """No access log on stderr."""
+
+
 @pytest.fixture
 def loopback_dir(tmp_path: Path) -> Iterator[tuple[Path, str]]:
     """A plain HTTP server on loopback serving a folder (the emulator fetches such URLs)."""
     folder = tmp_path / "served"
     folder.mkdir()
-    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
+    handler = partial(_QuietHandler, directory=str(folder))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -174,7 +179,7 @@ async def test_failed_training_registers_nothing(
     service: FalService, emu: Any, loopback_dir: tuple[Path, str]
 ) -> None:
     _, base = loopback_dir
-    with pytest.raises(JobFailedError, match="images_data_url"):
+    with pytest.raises(JobFailedError, match="Failed to download the file: HTTP 404"):
         await service.train_lora(f"{base}/missing.zip", trigger_word="TOK", steps=5)
     assert await service.list_loras() == []
     [job] = await service.list_jobs()

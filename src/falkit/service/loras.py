@@ -1,7 +1,8 @@
 """LoRA references as Fal takes them: URLs, names from the library, local .safetensors files.
 
 A reference is resolved in this order: an http(s) or data URL passes through; a name registered in
-the library becomes its weights URL (and its trigger word is added to the prompt if missing); an
+the library becomes its weights URL (re-uploaded from the kept local copy if that URL no longer
+answers; its trigger word is added to the prompt if missing); an
 existing local file is checked to be a safetensors file and uploaded to Fal storage once (the
 upload is remembered by content hash, so the same file is never sent twice). Every reference is
 checked before the first network call; an unknown one is an error listing the registered names.
@@ -13,6 +14,7 @@ import hashlib
 import json
 import re
 import struct
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,6 +34,7 @@ NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 NAME_RULE = "1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit"
 MAX_HEADER_BYTES = 100 * 1024 * 1024
 URL_PREFIXES = ("https://", "http://", "data:")
+_CHECKED: weakref.WeakKeyDictionary[FalService, set[str]] = weakref.WeakKeyDictionary()
 
 
 def check_name(name: str) -> str:
@@ -150,11 +153,14 @@ async def classify(store: JobStore, path: str, scale: float) -> LoraRef:
     )
 
 
-async def upload_once(service: FalService, store: JobStore, file: Path) -> str:
-    """A local LoRA file's URL in Fal storage, uploading it only if this content never was."""
+async def upload_once(
+    service: FalService, store: JobStore, file: Path, *, fresh: bool = False
+) -> str:
+    """A local LoRA file's URL in Fal storage, uploading it only if this content never was
+    (or, with ``fresh``, again because the remembered URL stopped answering)."""
     data = file.read_bytes()
     digest = hashlib.sha256(data).hexdigest()
-    cached = await store.find_upload(digest)
+    cached = None if fresh else await store.find_upload(digest)
     if cached is not None:
         return cached
     url = await service.client().upload(data, "application/octet-stream", file.name)
@@ -174,6 +180,54 @@ def missing_trigger_words(prompt: str, refs: list[LoraRef]) -> list[tuple[str, s
     return out
 
 
+async def library_url(
+    service: FalService, store: JobStore, record: LoraRecord, on_progress: ProgressCallback | None
+) -> str:
+    """A library LoRA's URL; if it no longer answers (Fal's files expire, an emulator's die
+    with it) and the weights are kept locally, the kept copy is uploaded and the entry updated.
+
+    Each URL is checked once per service, so a batch pays for one check, not one per image.
+    """
+    local = Path(record.local_path) if record.local_path else None
+    checked = _CHECKED.setdefault(service, set())
+    if local is None or not local.is_file() or record.url in checked:
+        return record.url
+    if await url_answers(service, record.url):
+        checked.add(record.url)
+        return record.url
+    url = await upload_once(service, store, local, fresh=True)
+    await store.add_lora(
+        name=record.name,
+        url=url,
+        trigger_word=record.trigger_word,
+        config_url=record.config_url,
+        local_path=record.local_path,
+        job_id=record.job_id,
+        params=dict(record.params or {}),
+        replace=True,
+    )
+    message = f"the URL of LoRA {record.name!r} no longer answers; uploaded its kept copy"
+    await emit(on_progress, LogEvent("", message, "WARNING"))
+    checked.add(url)
+    return url
+
+
+async def url_answers(service: FalService, url: str) -> bool:
+    """False when a URL is gone (refused, 401/403/404/410); transient trouble counts as alive."""
+    import httpx
+
+    if url.startswith("data:"):
+        return True
+    http = await service.http()
+    try:
+        async with http.stream("GET", url, timeout=10.0) as response:
+            return response.status_code not in (401, 403, 404, 410)
+    except httpx.ConnectError:
+        return False
+    except httpx.HTTPError:
+        return True
+
+
 async def resolve_loras(
     service: FalService, prompt: str, loras: Any, on_progress: ProgressCallback | None
 ) -> tuple[str, Any]:
@@ -188,7 +242,7 @@ async def resolve_loras(
     resolved: list[dict[str, Any]] = []
     for ref in refs:
         if ref.record is not None:
-            url = ref.record.url
+            url = await library_url(service, store, ref.record, on_progress)
         elif ref.file is not None:
             url = await upload_once(service, store, ref.file)
         else:
