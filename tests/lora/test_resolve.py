@@ -191,3 +191,20 @@ async def test_live_url_with_kept_copy_is_used_as_registered(
         job = await service.get_job(result.job_id)
         assert job.arguments["loras"][0]["path"] == trained.url
     assert emu.stats.requests["upload"] == 1  # the dataset only
+
+
+async def test_cached_upload_that_expired_is_uploaded_again(
+    service: FalService, emu: Any, tmp_path: Path
+) -> None:
+    import hashlib
+
+    lora = tmp_path / "aged.safetensors"
+    lora.write_bytes(safetensors_bytes(seed=4))
+    gone = f"{emu.base_url}/cdn/files/aged-away.safetensors"
+    store = await service.store()
+    digest = hashlib.sha256(lora.read_bytes()).hexdigest()
+    await store.remember_upload(digest, gone, lora.stat().st_size)
+    _, loras = await service.resolve_loras("p", [str(lora)])
+    assert loras[0]["path"] != gone
+    assert emu.stats.requests["upload"] == 1
+    assert await store.find_upload(digest) == loras[0]["path"]

@@ -2,10 +2,10 @@
 
 A reference is resolved in this order: an http(s) or data URL passes through; a name registered in
 the library becomes its weights URL (re-uploaded from the kept local copy if that URL no longer
-answers; its trigger word is added to the prompt if missing); an
-existing local file is checked to be a safetensors file and uploaded to Fal storage once (the
-upload is remembered by content hash, so the same file is never sent twice). Every reference is
-checked before the first network call; an unknown one is an error listing the registered names.
+answers; its trigger word is added to the prompt if missing); an existing local file is checked to
+be a safetensors file and uploaded to Fal storage once (remembered by content hash, so the same
+file is not sent again while its URL answers). Every reference is checked before the first
+network call; an unknown one is an error listing the registered names.
 """
 
 from __future__ import annotations
@@ -161,10 +161,11 @@ async def upload_once(
     data = file.read_bytes()
     digest = hashlib.sha256(data).hexdigest()
     cached = None if fresh else await store.find_upload(digest)
-    if cached is not None:
+    if cached is not None and await answers_once(service, cached):
         return cached
     url = await service.client().upload(data, "application/octet-stream", file.name)
     await store.remember_upload(digest, url, len(data))
+    _CHECKED.setdefault(service, set()).add(url)
     return url
 
 
@@ -189,11 +190,7 @@ async def library_url(
     Each URL is checked once per service, so a batch pays for one check, not one per image.
     """
     local = Path(record.local_path) if record.local_path else None
-    checked = _CHECKED.setdefault(service, set())
-    if local is None or not local.is_file() or record.url in checked:
-        return record.url
-    if await url_answers(service, record.url):
-        checked.add(record.url)
+    if local is None or not local.is_file() or await answers_once(service, record.url):
         return record.url
     url = await upload_once(service, store, local, fresh=True)
     await store.add_lora(
@@ -208,8 +205,18 @@ async def library_url(
     )
     message = f"the URL of LoRA {record.name!r} no longer answers; uploaded its kept copy"
     await emit(on_progress, LogEvent("", message, "WARNING"))
-    checked.add(url)
     return url
+
+
+async def answers_once(service: FalService, url: str) -> bool:
+    """url_answers, remembered per service for URLs that answered."""
+    checked = _CHECKED.setdefault(service, set())
+    if url in checked:
+        return True
+    alive = await url_answers(service, url)
+    if alive:
+        checked.add(url)
+    return alive
 
 
 async def url_answers(service: FalService, url: str) -> bool:
