@@ -142,6 +142,30 @@ async def _resume(emulator: bool, *, quiet: bool) -> list[Any]:
             return await service.resume(on_progress=view)
 
 
+@app.command("retry")
+def retry(
+    job_id: str = typer.Argument(..., help="A failed, cancelled or unknown job."),
+    json_out: bool = JSON_OPTION,
+    emulator: bool = EMULATOR_OPTION,
+) -> None:
+    """Submit a failed, cancelled or unknown job again as a new job (may be paid twice)."""
+    result = run(lambda: _retry(job_id, emulator, quiet=json_out))
+    if json_out:
+        print_json(result.to_json())
+        return
+    for path in result.paths:
+        sys.stdout.write(f"{path}\n")
+
+
+async def _retry(job_id: str, emulator: bool, *, quiet: bool) -> Any:
+    from falkit.cli.common import open_service
+    from falkit.cli.render import ProgressView
+
+    async with open_service(emulator) as service:
+        with ProgressView(stderr(), quiet=quiet) as view:
+            return await service.retry_job(job_id, on_progress=view)
+
+
 @app.command("cancel")
 def cancel(
     job_id: str = typer.Argument(..., help="Job id to cancel."),

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from falkit.catalog import DEFAULT_MODEL
 from falkit.config import Settings, load_settings
-from falkit.errors import FalkitError, NotFoundError, ServiceDisabledError
+from falkit.errors import FalkitError, NotFoundError, ServiceDisabledError, ValidationError
 from falkit.service.generate import finish_image_job, prepare_image
 from falkit.service.progress import ProgressCallback
 from falkit.service.results import GenerationResult, PreparedJob
@@ -280,6 +280,32 @@ class FalService:
             return f"ALREADY_{job.status.upper()}"
         runner = await self.runner()
         return await runner.cancel(job)
+
+    async def retry_job(
+        self,
+        job_id: str,
+        on_progress: ProgressCallback | None = None,
+        *,
+        out_dir: Path | None = None,
+    ) -> Any:
+        """Submit a failed, cancelled or unknown image job again, as a new job.
+
+        An explicit user choice: for an "unknown" job the first submit may have reached Fal,
+        so this may be paid twice.
+        """
+        old = await self._reload(job_id)
+        if old.status not in ("unknown", "failed", "cancelled"):
+            raise ValidationError.field(
+                "job_id", f"job {old.id} is {old.status}", "a failed, cancelled or unknown job"
+            )
+        if old.kind != "image":
+            raise ValidationError.field(
+                "job_id", f"job {old.id} is a {old.kind} job", "image jobs; train LoRAs anew"
+            )
+        prepared = PreparedJob(old.model, old.endpoint_id, dict(old.arguments), old.estimated_cost)
+        self.client()
+        job = await self.create_job(prepared)
+        return await self.run_job(job, on_progress, out_dir=out_dir)
 
     async def resume(
         self, on_progress: ProgressCallback | None = None, *, kind: str | None = None
