@@ -137,7 +137,10 @@ class FalService:
         )
         self.client()  # fail fast without a key, before anything is written
         job = await self.create_job(prepared)
-        return await self.run_job(job, on_progress, out_dir=Path(out_dir) if out_dir else None)
+        result: GenerationResult = await self.run_job(
+            job, on_progress, out_dir=Path(out_dir) if out_dir else None
+        )
+        return result
 
     async def generate_image_events(
         self, prompt: str, **params: Any

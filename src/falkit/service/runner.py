@@ -29,7 +29,7 @@ from falkit.types import (
 
 if TYPE_CHECKING:
     from falkit.client import FalClient
-    from falkit.store import JobRecord, JobStore
+    from falkit.store import JobRecord, JobStatus, JobStore
 
 UNCERTAIN_HINT = (
     "the submit may have reached Fal, so it was not sent again; "
@@ -114,7 +114,7 @@ class JobRunner:
         on_progress: ProgressCallback | None,
     ) -> NoReturn:
         cancelled = error_type in ("cancelled", "canceled", "request_cancelled")
-        status = "cancelled" if cancelled else "failed"
+        status: JobStatus = "cancelled" if cancelled else "failed"
         await self.store.fail_job(job.id, error=error, error_type=error_type, status=status)
         if cancelled:
             await emit(on_progress, CancelledEvent(job.id))
