@@ -86,7 +86,6 @@ def _install_sqlite_hooks(engine: AsyncEngine) -> None:
         cursor = dbapi_connection.cursor()
         for pragma in (
             f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}",
-            "PRAGMA journal_mode = WAL",
             "PRAGMA synchronous = NORMAL",
             "PRAGMA foreign_keys = ON",
         ):
@@ -101,6 +100,34 @@ def _install_sqlite_hooks(engine: AsyncEngine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if writing else "BEGIN")
 
 
+async def ensure_wal(url: URL) -> None:
+    """Put a SQLite file in WAL mode (it stays so), so readers never block the writer.
+
+    Retried here because SQLite refuses the switch at once, without its busy timeout, while
+    another process is opening the same fresh file. A filesystem without WAL keeps its mode.
+    """
+    import asyncio
+    import sqlite3
+
+    import aiosqlite
+
+    if url.get_backend_name() != "sqlite" or is_memory(url):
+        return
+    for attempt in range(60):
+        try:
+            async with aiosqlite.connect(url.database or "", timeout=BUSY_TIMEOUT_MS / 1000) as db:
+                await db.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+        await asyncio.sleep(min(0.005 * 2**attempt, 0.25))
+    raise StoreError(
+        f"cannot open database at {url.database}: it stayed locked; "
+        "is another program holding it open?"
+    )
+
+
 def writer(engine: AsyncEngine) -> AsyncEngine:
     """The same engine, marked so its transactions take SQLite's write lock when they begin."""
     return engine.execution_options(**{WRITE_OPTION: True})
@@ -110,6 +137,7 @@ async def migrate(engine: AsyncEngine) -> None:
     """Upgrade the schema to the newest migration (a no-op when it is already there)."""
     from sqlalchemy import text
 
+    await ensure_wal(engine.url)
     async with writer(engine).begin() as conn:
         if conn.dialect.name == "postgresql":
             await conn.execute(text(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK_KEY})"))
