@@ -16,12 +16,14 @@ async def test_fifty_generations_survive_faults(service: FalService, emu: Any) -
     emu.engine.config.latency = 0.1
     emu.engine.config.concurrency = 8
     for route in ("status", "result", "stream", "file"):
-        emu.faults.add(Fault(route=route, kind="5xx", probability=0.15, times=None))
+        emu.faults.add(Fault(route=route, kind="5xx", probability=0.1, times=None))
         emu.faults.add(Fault(route=route, kind="drop_before", probability=0.05, times=None))
     # Submit faults that certainly did not reach the queue are retried; a dropped submit
     # connection is ambiguous and is covered by test_dropped_submit_is_never_resent below.
-    emu.faults.add(Fault(route="submit", kind="429", probability=0.2, retry_after=0.05, times=None))
-    emu.faults.add(Fault(route="submit", kind="5xx", probability=0.1, times=None))
+    emu.faults.add(
+        Fault(route="submit", kind="429", probability=0.15, retry_after=0.05, times=None)
+    )
+    emu.faults.add(Fault(route="submit", kind="5xx", probability=0.05, times=None))
     emu.faults.add(Fault(route="stream", kind="cut_stream", probability=0.3, times=None))
     emu.faults.add(Fault(route="status", kind="slow", probability=0.05, delay=0.3, times=None))
 

@@ -29,7 +29,7 @@ async def _on_interrupt(service: FalService, view: ProgressView) -> None:
     view.__exit__(None, None, None)
     console = stderr()
     job_id = view.job_id
-    if job_id is None:
+    if not job_id:
         console.print("interrupted before the job was queued")
         return
     if sys.stdin.isatty() and _ask(f"Cancel job {job_id} at Fal? [y/N] "):

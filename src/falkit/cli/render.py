@@ -63,6 +63,9 @@ class ProgressView:
             self._progress.stop()
 
     def __call__(self, event: ProgressEvent) -> None:
+        if isinstance(event, LogEvent) and not event.job_id:
+            self._note(event.message)  # a note before the job exists (e.g. a trigger word added)
+            return
         self.job_id = event.job_id
         text = describe(event)
         if self._progress is not None and self._task is not None:
@@ -70,6 +73,14 @@ class ProgressView:
         elif text and not self.quiet and not isinstance(event, LogEvent | StepEvent):
             elapsed = time.monotonic() - self.started_at
             self.console.print(f"[dim]{elapsed:5.1f}s[/] {text}")
+
+    def _note(self, message: str) -> None:
+        if self.quiet:
+            return
+        if self._progress is not None:
+            self._progress.console.print(f"note: {message}")
+        else:
+            self.console.print(f"note: {message}")
 
     def _update_live(self, event: ProgressEvent, text: str | None) -> None:
         assert self._progress is not None

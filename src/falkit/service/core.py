@@ -122,20 +122,21 @@ class FalService:
         **extra: Any,
     ) -> GenerationResult:
         """Generate, wait, download and record; returns the images on disk with provenance."""
-        prompt, loras = await self.resolve_loras(prompt, loras, on_progress)
-        prepared = self.prepare_image(
-            prompt,
-            model=model,
-            image_size=image_size,
-            num_inference_steps=num_inference_steps,
-            guidance_scale=guidance_scale,
-            seed=seed,
-            num_images=num_images,
-            output_format=output_format,
-            loras=loras,
+        params: dict[str, Any] = {
+            "model": model,
+            "image_size": image_size,
+            "num_inference_steps": num_inference_steps,
+            "guidance_scale": guidance_scale,
+            "seed": seed,
+            "num_images": num_images,
+            "output_format": output_format,
             **extra,
-        )
-        self.client()  # fail fast without a key, before anything is written
+        }
+        # Check everything before LoRA references are resolved (which may upload a file).
+        self.prepare_image(prompt, loras=loras, **params)
+        self.client()  # fail fast without a key, before anything is written or sent
+        prompt, loras = await self.resolve_loras(prompt, loras, on_progress)
+        prepared = self.prepare_image(prompt, loras=loras, **params)
         job = await self.create_job(prepared)
         result: GenerationResult = await self.run_job(
             job, on_progress, out_dir=Path(out_dir) if out_dir else None

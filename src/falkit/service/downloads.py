@@ -86,7 +86,7 @@ async def _stream_once(http: httpx.AsyncClient, url: str, target: Path) -> None:
         raise _Transient(exc.__class__.__name__) from None
 
 
-async def fetch_to_temp(http: httpx.AsyncClient, url: str, folder: Path, attempts: int = 4) -> Path:
+async def fetch_to_temp(http: httpx.AsyncClient, url: str, folder: Path, attempts: int = 6) -> Path:
     """Stream url into a temporary file in folder, retrying transient failures with backoff."""
     fd, name = tempfile.mkstemp(dir=folder, prefix=".download-", suffix=".part")
     os.close(fd)
