@@ -146,7 +146,7 @@ async def test_retry_after_is_waited_for(fal: FakeFal, client: FalClient) -> Non
     assert fal.count("GET", STATUS) == 2
 
 
-async def test_503_with_request_id_on_result_is_the_models_error(
+async def test_503_with_request_id_on_result_is_retried_then_reported(
     fal: FakeFal, client: FalClient
 ) -> None:
     fal.on("GET", RESULT, httpx.Response(503, json=RUNNER_503, headers=RID))
@@ -155,7 +155,7 @@ async def test_503_with_request_id_on_result_is_the_models_error(
     assert caught.value.error_type == "runner_disconnected"
     assert caught.value.request_id == REQUEST_ID
     assert "Runner disconnected" in str(caught.value)
-    assert fal.count("GET", RESULT) == 1  # not retried
+    assert fal.count("GET", RESULT) == client._http.policy.max_attempts
 
 
 async def test_ingress_503_on_a_read_is_retried_until_it_passes(

@@ -46,13 +46,14 @@ UNSUPPORTED = httpx.UnsupportedProtocol("ftp", request=_REQ)
         ("status", 503, None, RID, True),
         ("cancel", 502, None, RID, True),
         ("stream", 504, None, RID, True),
-        # a result's 5xx with a request id is the model's own error: it will not change
-        ("result", 503, None, RID, False),
+        # a result is fetched only after COMPLETED without error, so its 5xx is transient
+        ("result", 503, None, RID, True),
         ("result", 503, None, {}, True),
-        # never 500
+        # 500: reads of the queue go again (bounded); a submit or a cancel never
         ("submit", 500, None, {}, False),
-        ("status", 500, None, {}, False),
-        ("result", 500, None, RID, False),
+        ("cancel", 500, None, {}, False),
+        ("status", 500, None, {}, True),
+        ("result", 500, None, RID, True),
         # never a 504 caused by the caller's own start timeout
         ("submit", 504, None, TIMEOUT_TYPE, False),
         ("status", 504, None, TIMEOUT_TYPE, False),

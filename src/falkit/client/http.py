@@ -180,8 +180,13 @@ class FalHttp:
             outcome = await self._attempt(request, stream=stream, accept=accept)
             response = outcome.response
             if response is not None and _ok(response, accept):
-                return response
-            delay = self._next_delay(operation, outcome, attempt, started)
+                if stream or not _garbled_read(operation, response):
+                    return response
+                delay = self._garbled_delay(attempt, started)
+                if delay is None:
+                    return response  # the caller reports the body it cannot parse
+            else:
+                delay = self._next_delay(operation, outcome, attempt, started)
             if delay is None:
                 raise await self._give_up(operation, request, outcome, attempt)
             if response is not None:
@@ -228,6 +233,13 @@ class FalHttp:
             await response.aclose()
             return _Outcome(exc=exc)
         return _Outcome(response=response)
+
+    def _garbled_delay(self, attempt: int, started: float) -> float | None:
+        """A read answered 2xx with a body that is not JSON: a passing fault, read again."""
+        if attempt >= self.policy.max_attempts:
+            return None
+        delay = retry_delay(attempt=attempt, headers={}, policy=self.policy)
+        return None if time.monotonic() - started + delay > self.policy.deadline else delay
 
     def _next_delay(
         self, operation: str, outcome: _Outcome, attempt: int, started: float
@@ -290,6 +302,20 @@ def _scrub(value: Any, key: str, mask: str) -> Any:
 
 def _ok(response: httpx.Response, accept: Container[int]) -> bool:
     return response.is_success or response.status_code in accept
+
+
+_JSON_READS = frozenset({"status", "result", "cancel", "token"})
+
+
+def _garbled_read(operation: str, response: httpx.Response) -> bool:
+    """A JSON read whose 2xx body does not parse (reads only: a submit is never re-sent)."""
+    if operation not in _JSON_READS or not response.is_success:
+        return False
+    try:
+        response.json()
+    except ValueError:
+        return True
+    return False
 
 
 def exception_text(exc: BaseException) -> str:

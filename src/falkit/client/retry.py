@@ -114,15 +114,18 @@ def should_retry(
         return False
     if status_code in THROTTLE_CODES:
         return True
+    if status_code == 500 and not unsafe and operation in ("status", "stream", "result"):
+        # The queue's own reads fail now and then; the job itself is unaffected. (A failed
+        # job's result is never fetched without its COMPLETED status saying so first.)
+        return True
     if status_code not in GATEWAY_CODES:
-        return False  # includes 500 and every 4xx: sending again gets the same answer
+        return False  # includes other 5xx and every 4xx: sending again gets the same answer
     if status_code == 504 and _header(headers, "x-fal-request-timeout-type") is not None:
         return False  # the caller's start timeout expired; retrying would only expire again
     if is_ingress_error(status_code, headers):
         return True
-    # The app answered. For a result that is the model's own error; for other reads it is the
-    # queue's infrastructure failing, which passes.
-    return not unsafe and operation != "result"
+    # The app answered; for a read it is the queue's infrastructure failing, which passes.
+    return not unsafe
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
