@@ -150,6 +150,7 @@ class RequestHandle:
     status_url: str
     response_url: str
     cancel_url: str
+    queue_position: int | None = None  # as submit answered; not known when reattaching
 
 
 @dataclass(frozen=True)

@@ -110,3 +110,47 @@ def test_emulator_flag_needs_no_key(tmp_path: Path) -> None:
     path = Path(out.stdout.strip())
     assert path.exists()
     assert (tmp_path / "home" / "emulator") in path.parents
+
+
+def _start_generate(env: dict[str, str], *extra: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "falkit", "generate", "a slow painting", *extra],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+
+
+def test_ctrl_c_non_interactive_leaves_the_job_for_resume(emu: Any, tmp_path: Path) -> None:
+    emu.engine.config.latency = 4.0
+    env = emulator_env(emu.base_url, tmp_path / "home")
+    proc = _start_generate(env)
+    deadline = time.monotonic() + 30
+    while emu.stats.requests["stream"] == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 130, err
+    assert "left running" in err
+    assert "falkit jobs resume" in err
+    assert emu.stats.requests["cancel"] == 0
+    emu.engine.config.latency = 0.2
+    out = falkit("jobs", "resume", "--json", env=env)
+    assert json.loads(out.stdout)[0]["status"] == "completed"
+    assert emu.stats.submits == 1
+
+
+def test_timeout_leaves_the_job_for_resume(emu: Any, tmp_path: Path) -> None:
+    emu.engine.config.latency = 3.0
+    env = emulator_env(emu.base_url, tmp_path / "home")
+    out = falkit("generate", "a patient painting", "--timeout", "0.5", env=env)
+    assert out.returncode == 1
+    assert "still running" in out.stderr
+    assert "falkit jobs resume" in out.stderr
+    listed = json.loads(falkit("jobs", "list", "--json", env=env).stdout)
+    assert listed[0]["status"] in ("submitted", "running")
+    resumed = falkit("jobs", "resume", "--json", env=env)
+    assert json.loads(resumed.stdout)[0]["status"] == "completed"
+    assert emu.stats.submits == 1

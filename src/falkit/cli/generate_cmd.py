@@ -49,6 +49,9 @@ def generate(
         [], "--lora", help="LoRA URL (or library name) with optional :SCALE; repeatable."
     ),
     out: Path | None = typer.Option(None, "--out", "-o", help="Also copy the images here."),
+    timeout: float | None = typer.Option(
+        None, "--timeout", help="Stop waiting after SECONDS; the job is left for `jobs resume`."
+    ),
     json_out: bool = JSON_OPTION,
     dry_run: bool = typer.Option(
         False, "--dry-run", help="Validate and show the request and cost; send nothing."
@@ -67,6 +70,8 @@ def generate(
         "output_format": output_format,
         "loras": loras,
     }
+    if timeout is not None:
+        params["timeout"] = timeout
     run(lambda: _generate(prompt, params, out, json_out, dry_run, emulator))
 
 
@@ -105,7 +110,7 @@ async def _with_progress(
 def _print_dry_run(
     service: FalService, prompt: str, params: dict[str, Any], json_out: bool
 ) -> None:
-    prepared = service.prepare_image(prompt, **params)
+    prepared = service.prepare_image(prompt, **{k: v for k, v in params.items() if k != "timeout"})
     if json_out:
         print_json({"dry_run": True, **prepared.to_json()})
         return

@@ -53,6 +53,10 @@ def _json_body(response: httpx.Response) -> Any:
         return None
 
 
+def _position(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
 def _billable_units(response: httpx.Response) -> float | None:
     value = response.headers.get("x-fal-billable-units")
     try:
@@ -195,6 +199,7 @@ class FalClient:
             status_url=str(urls["status_url"]),
             response_url=str(urls["response_url"]),
             cancel_url=str(urls["cancel_url"]),
+            queue_position=_position(fields.get("queue_position")),
         )
 
     def handle(self, endpoint_id: str, request_id: str) -> RequestHandle:

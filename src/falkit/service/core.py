@@ -9,7 +9,13 @@ from typing import TYPE_CHECKING, Any
 
 from falkit.catalog import DEFAULT_MODEL
 from falkit.config import Settings, load_settings
-from falkit.errors import FalkitError, NotFoundError, ServiceDisabledError, ValidationError
+from falkit.errors import (
+    FalkitError,
+    FalTimeoutError,
+    NotFoundError,
+    ServiceDisabledError,
+    ValidationError,
+)
 from falkit.service.generate import finish_image_job, prepare_image
 from falkit.service.progress import ProgressCallback
 from falkit.service.results import GenerationResult, PreparedJob
@@ -119,6 +125,7 @@ class FalService:
         loras: Any = None,
         on_progress: ProgressCallback | None = None,
         out_dir: Path | str | None = None,
+        timeout: float | None = None,
         **extra: Any,
     ) -> GenerationResult:
         """Generate, wait, download and record; returns the images on disk with provenance."""
@@ -139,7 +146,7 @@ class FalService:
         prepared = self.prepare_image(prompt, loras=loras, **params)
         job = await self.create_job(prepared)
         result: GenerationResult = await self.run_job(
-            job, on_progress, out_dir=Path(out_dir) if out_dir else None
+            job, on_progress, out_dir=Path(out_dir) if out_dir else None, timeout=timeout
         )
         return result
 
@@ -237,17 +244,30 @@ class FalService:
         on_progress: ProgressCallback | None = None,
         *,
         out_dir: Path | None = None,
+        timeout: float | None = None,
     ) -> Any:
-        """Submit a stored job if it never was, else reattach; follow it and finish it."""
+        """Submit a stored job if it never was, else reattach; follow it and finish it.
+
+        With a timeout, waiting stops after that many seconds and raises FalTimeoutError; the
+        job stays journaled and `falkit jobs resume` (service.resume) finishes it later.
+        """
         runner = await self.runner()
         if job.request_id is None:
             if job.status != "pending":
                 raise FalkitError(f"job {job.id} is {job.status}; it will not be submitted again")
-            handle = await runner.submit(job)
+            handle = await runner.submit(job, on_progress=on_progress)
             job = await self._reload(job.id)
         else:
             handle = runner.handle_for(job)
-        response = await runner.follow(job, handle, on_progress)
+        try:
+            async with asyncio.timeout(timeout):
+                response = await runner.follow(job, handle, on_progress)
+        except TimeoutError:
+            raise FalTimeoutError(
+                f"job {job.id} is still running at Fal after {timeout:g}s; "
+                "`falkit jobs resume` will fetch its output",
+                request_id=job.request_id,
+            ) from None
         if job.kind == "image":
             return await finish_image_job(self, job, response, on_progress, out_dir)
         return await self.finisher(job.kind)(self, job, response, on_progress)

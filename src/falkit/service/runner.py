@@ -24,6 +24,7 @@ from falkit.types import (
     FalResponse,
     InProgress,
     Queued,
+    QueuedEvent,
     RequestHandle,
 )
 
@@ -60,7 +61,14 @@ class JobRunner:
             return RequestHandle(job.endpoint_id, job.request_id, status, response, cancel)
         return self.client.handle(job.endpoint_id, job.request_id)
 
-    async def submit(self, job: JobRecord, *, webhook_url: str | None = None) -> RequestHandle:
+    async def submit(
+        self,
+        job: JobRecord,
+        *,
+        webhook_url: str | None = None,
+        on_progress: ProgressCallback | None = None,
+    ) -> RequestHandle:
+        """Submit once, journaling around the POST; reports the job as queued at once."""
         await self.store.mark_submitting(job.id)
         try:
             handle = await self.client.submit(
@@ -80,13 +88,14 @@ class JobRunner:
             response_url=handle.response_url,
             cancel_url=handle.cancel_url,
         )
+        await emit(on_progress, QueuedEvent(job.id, handle.queue_position or 0))
         return handle
 
     async def follow(
         self, job: JobRecord, handle: RequestHandle, on_progress: ProgressCallback | None
     ) -> FalResponse:
         """Watch until completed, reporting progress; the output, or the job's error raised."""
-        mapper = EventMapper(job.id)
+        mapper = EventMapper(job.id, last_position=handle.queue_position)
         final: Completed | None = None
         running = False
         async for status in self.client.watch(handle, logs=True):
