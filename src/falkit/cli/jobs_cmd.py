@@ -60,14 +60,17 @@ def list_jobs(
     from rich.console import Console
     from rich.table import Table
 
-    table = Table("id", "status", "model", "created", "cost", "prompt")
+    table = Table()
+    for title in ("id", "status", "model", "created", "cost"):
+        table.add_column(title, no_wrap=True)
+    table.add_column("prompt", ratio=1)
     for job in jobs:
         cost = job.cost_usd if job.cost_usd is not None else job.estimated_cost
         table.add_row(
             job.id,
             job.status,
             job.model,
-            f"{job.created_at:%Y-%m-%d %H:%M}",
+            f"{job.created_at:%m-%d %H:%M}",
             "" if cost is None else f"${cost:.4f}",
             (job.prompt or "")[:50],
         )
