@@ -1,0 +1,11 @@
+"""falkit for chat assistants: an MCP server over FalService (`falkit mcp`).
+
+Nothing here is imported by `falkit --help`; the mcp SDK loads only when a server is built::
+
+    from falkit.mcp.app import McpApp, ServerOptions
+    from falkit.mcp.server import create_server
+
+Modules: app (what the tools do), server (the tool definitions), jobs (background jobs),
+safety (allowed folders, spending cap), content (answers, previews), progress (notifications),
+instructions (what the model is told on connecting).
+"""
