@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic.fields import FieldInfo
 
 from falkit.errors import FieldError, ValidationError
 from falkit.types import (
@@ -215,25 +216,31 @@ class ModelSpec:
         return self.price.estimate(width, height, int(arguments.get("num_images", 1)))
 
 
-def _allowed(spec: ModelSpec, field: str) -> str | None:
+def _allowed(spec: ModelSpec, loc: list[str]) -> str | None:
+    field = loc[0] if loc else "input"
     info = spec.input_model.model_fields.get(field)
     if info is None:
         names = ", ".join(spec.input_model.model_fields)
         return f"fields of {spec.name}: {names}"
     if field == "image_size":
         return ", ".join(IMAGE_SIZE_PRESETS) + " or WxH (each side 1 to 14142)"
+    if field == "loras" and len(loc) >= 3:
+        item = LoraWeight.model_fields.get(loc[-1])
+        return _range_or_choices(item) if item is not None else "path and scale"
+    return _range_or_choices(info, f" for {spec.name}")
+
+
+def _range_or_choices(info: FieldInfo, suffix: str = "") -> str | None:
     lo = hi = None
     for meta in info.metadata:
         lo = getattr(meta, "ge", None) if getattr(meta, "ge", None) is not None else lo
         lo = getattr(meta, "gt", None) if getattr(meta, "gt", None) is not None else lo
         hi = getattr(meta, "le", None) if getattr(meta, "le", None) is not None else hi
     if lo is not None and hi is not None:
-        return f"{lo:g} to {hi:g} for {spec.name}"
+        return f"{lo:g} to {hi:g}{suffix}"
     args = getattr(info.annotation, "__args__", ())
     literals = [a for a in args if isinstance(a, str)]
-    if literals:
-        return ", ".join(literals)
-    return None
+    return ", ".join(literals) if literals else None
 
 
 def _field_errors(spec: ModelSpec, exc: pydantic.ValidationError) -> list[FieldError]:
@@ -249,7 +256,7 @@ def _field_errors(spec: ModelSpec, exc: pydantic.ValidationError) -> list[FieldE
         dotted = ".".join(loc) or "input"
         if any(e.field == dotted for e in out):
             continue
-        out.append(FieldError(dotted, message, _allowed(spec, field)))
+        out.append(FieldError(dotted, message, _allowed(spec, loc)))
     return out
 
 

@@ -172,21 +172,26 @@ def read_metadata(path: Path) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-def store_file(data: bytes, content_type: str, folder: Path, stem: str) -> SavedFile:
-    """Write data atomically as folder/stem.<ext>; verified and hashed."""
-    actual, width, height = inspect_image(data, content_type)
-    folder.mkdir(parents=True, exist_ok=True)
-    final = folder / f"{stem}.{_EXT[actual]}"
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".write-", suffix=".part")
+def atomic_write(target: Path, data: bytes) -> None:
+    """Write data to target through a synced temporary file and os.replace (never half-written)."""
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".write-", suffix=".part")
     try:
         with os.fdopen(fd, "wb") as out:
             out.write(data)
             out.flush()
             os.fsync(out.fileno())
-        os.replace(tmp, final)
+        os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def store_file(data: bytes, content_type: str, folder: Path, stem: str) -> SavedFile:
+    """Write data atomically as folder/stem.<ext>; verified and hashed."""
+    actual, width, height = inspect_image(data, content_type)
+    folder.mkdir(parents=True, exist_ok=True)
+    final = folder / f"{stem}.{_EXT[actual]}"
+    atomic_write(final, data)
     digest = hashlib.sha256(data).hexdigest()
     return SavedFile(final, digest, len(data), width, height, actual)
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,6 +23,7 @@ import pydantic
 from falkit.catalog import MODELS, TrainingOutput
 from falkit.errors import DownloadError, JobFailedError, ValidationError
 from falkit.service.dataset import ALLOWED, Dataset, load_folder, load_zip, problem
+from falkit.service.downloads import atomic_write
 from falkit.service.generate import recorded_cost
 from falkit.service.loras import check_name, name_from, safetensors_header
 from falkit.service.progress import ProgressCallback, emit
@@ -181,19 +181,6 @@ def read_all_pending(home: Path) -> dict[str, dict[str, Any]]:
         return {}
     found = {p.stem: read_pending(home, p.stem) for p in folder.glob("*.json")}
     return {job_id: record for job_id, record in found.items() if record is not None}
-
-
-def atomic_write(target: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".write-", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # ---- training ----
