@@ -15,13 +15,22 @@ from tests.mcp.helpers import assert_images, data, ok, text
 
 async def train(client: Client, source: Path | str, **args: Any) -> dict[str, Any]:
     """train_lora, then get_job until the LoRA is registered."""
-    started = ok(await client.call_tool("train_lora", {"source": str(source), **args}))
+    said: list[str | None] = []
+
+    async def on_progress(value: float, total: float | None, message: str | None) -> None:
+        said.append(message)
+
+    started = ok(
+        await client.call_tool(
+            "train_lora", {"source": str(source), **args}, progress_callback=on_progress
+        )
+    )
     job_id = data(started)["job_id"]
     deadline = time.monotonic() + 20
     while True:
         result = ok(await client.call_tool("get_job", {"job_id": job_id}))
         if data(result)["done"] or time.monotonic() > deadline:
-            return {"started": started, **data(result), "text": text(result)}
+            return {"started": started, "progress": said, **data(result), "text": text(result)}
 
 
 async def test_train_then_generate_with_the_lora_by_name(
@@ -34,6 +43,8 @@ async def test_train_then_generate_with_the_lora_by_name(
             "generate_image", {"prompt": "a dog on a beach", "loras": ["rover:0.8"]}
         )
     assert data(trained["started"])["done"] is False
+    assert any(m and m.startswith("dataset ok: 5 images") for m in trained["progress"])
+    assert "will be registered as 'rover'" in text(trained["started"])
     assert trained["name"] == "rover"
     assert Path(trained["local_path"]).is_file()
     assert [item["name"] for item in data(loras)["loras"]] == ["rover"]

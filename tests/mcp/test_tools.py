@@ -163,3 +163,19 @@ async def test_list_and_cancel_jobs(connect: Any, emu: Any) -> None:
     assert data(cancelled)["outcome"] in ("OK", "CANCELLATION_REQUESTED")
     assert data(after)["status"] == "cancelled"
     assert emu.stats.submits == 1
+
+
+async def test_a_job_failing_at_fal_is_reported(connect: Any, emu: Any) -> None:
+    from falkit.emulator import Fault
+
+    emu.faults.add(Fault(route="submit", kind="job_error", error_type="request_timeout"))
+    async with connect() as client:
+        result = await client.call_tool("generate_image", {"prompt": "a storm"})
+        jobs = ok(await client.call_tool("list_jobs", {"status": "failed"}))
+        (job,) = data(jobs)["jobs"]
+        again = ok(await client.call_tool("get_job", {"job_id": job["job_id"]}))
+    assert result.is_error
+    assert f"job {job['job_id']} failed" in text(result)
+    assert data(again)["status"] == "failed"
+    assert "ended failed" in text(again)
+    assert emu.stats.submits == 1

@@ -138,9 +138,9 @@ class McpApp:
         """Validate everything offline first, then resolve LoRAs (which may reach the network)."""
         loras = request.lora_list()
         params = request.params(loras)
-        self.service.prepare_image(request.prompt, **params)
+        prepared = self.service.prepare_image(request.prompt, **params)
         if not loras:
-            return self.service.prepare_image(request.prompt, **params)
+            return prepared
         loras = [await self._check_lora(index, item) for index, item in enumerate(loras)]
 
         def collect(event: ProgressEvent) -> None:
@@ -207,7 +207,7 @@ class McpApp:
         spec = MODELS["flux-lora-training"]
         token = await self.cap.reserve(store, spec.estimate_cost({}), "this LoRA training")
         entry = self.jobs.start("training", self._trainer(source, options, token))
-        await self.jobs.wait_for_job_id(entry, self.options.wait_seconds)
+        await self.jobs.wait(entry, self.options.wait_seconds, report, until_submitted=True)
         if entry.error is not None:
             raise entry.error
         if entry.job_id is None:

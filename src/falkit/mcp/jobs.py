@@ -10,7 +10,6 @@ are waiting on it. If the server dies, the job is still in the journal and `falk
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -100,12 +99,23 @@ class JobTracker:
     def running(self) -> list[TrackedJob]:
         return [e for e in self._jobs.values() if not e.done]
 
-    async def wait(self, entry: TrackedJob, timeout: float, on_event: EventSink) -> bool:
-        """Wait up to ``timeout`` seconds for the job to end, passing on its events; True if done.
+    async def wait(
+        self,
+        entry: TrackedJob,
+        timeout: float,
+        on_event: EventSink,
+        *,
+        until_submitted: bool = False,
+    ) -> bool:
+        """Wait up to ``timeout`` seconds for the job to end (or, ``until_submitted``, to have
+        its falkit id), passing on its events; True if the job has ended.
 
         Leaving early (timeout, or the tool call being cancelled) never stops the job.
         """
         assert entry.task is not None
+        stop: asyncio.Future[Any] = (
+            asyncio.ensure_future(entry.known.wait()) if until_submitted else entry.task
+        )
         queue: asyncio.Queue[ProgressEvent] = asyncio.Queue()
         entry.listeners.add(queue)
         loop = asyncio.get_running_loop()
@@ -113,37 +123,31 @@ class JobTracker:
         try:
             if entry.last is not None:
                 await on_event(entry.last)  # where it stands now, for a caller arriving late
-            while not entry.task.done():
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    break
-                await self._next(queue, entry.task, remaining, on_event)
+            while not stop.done() and (remaining := deadline - loop.time()) > 0:
+                await self._next(queue, stop, remaining, on_event)
             while not queue.empty():
                 await on_event(queue.get_nowait())
         finally:
             entry.listeners.discard(queue)
+            if stop is not entry.task:
+                stop.cancel()
         return entry.task.done()
 
     @staticmethod
     async def _next(
         queue: asyncio.Queue[ProgressEvent],
-        task: asyncio.Task[Any],
+        stop: asyncio.Future[Any],
         timeout: float,
         on_event: EventSink,
     ) -> None:
         getter = asyncio.ensure_future(queue.get())
         try:
-            await asyncio.wait({getter, task}, timeout=timeout, return_when="FIRST_COMPLETED")
+            await asyncio.wait({getter, stop}, timeout=timeout, return_when="FIRST_COMPLETED")
         finally:
             if not getter.done():
                 getter.cancel()
         if getter.done() and not getter.cancelled():
             await on_event(getter.result())
-
-    async def wait_for_job_id(self, entry: TrackedJob, timeout: float) -> None:
-        """Wait until the job has its falkit id (or ended without one), up to ``timeout``."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(entry.known.wait(), timeout=max(0.0, timeout))
 
     async def aclose(self) -> None:
         """Stop following every job (they stay in the journal for `falkit jobs resume`)."""
