@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import json
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -15,7 +18,7 @@ import pytest
 
 from mcp import Client, ClientSession, StdioServerParameters, stdio_client
 from tests.integration.helpers import emulator_env
-from tests.lora.helpers import make_folder, total_requests
+from tests.lora.helpers import falkit, make_folder, total_requests
 from tests.mcp.helpers import assert_images, data, ok, text
 
 
@@ -90,6 +93,31 @@ async def test_stdio_server_end_to_end(emu: Any, isolated_env: Path, tmp_path: P
     assert "refused before submitting" in text(over)
     assert total_requests(emu) == before
     assert emu.stats.submits == 4
+
+
+async def test_a_job_left_by_a_killed_server_is_finished_by_jobs_resume(
+    emu: Any, isolated_env: Path, tmp_path: Path
+) -> None:
+    env = emulator_env(emu.base_url, isolated_env)
+    pidfile = tmp_path / "server.pid"
+    emu.engine.config.latency = 1.5
+    script = f'echo $$ > "{pidfile}"; exec "{sys.executable}" -m falkit mcp --wait-seconds 0.2'
+    params = StdioServerParameters(command="sh", args=["-c", script], env=env)
+    with (tmp_path / "server.log").open("w") as errlog:
+        async with (
+            stdio_client(params, errlog=errlog) as (read, write),
+            ClientSession(read, write) as session,
+        ):
+            await session.initialize()
+            first = ok(await session.call_tool("generate_image", {"prompt": "a tugboat"}))
+            os.kill(int(pidfile.read_text()), signal.SIGKILL)
+    job_id = data(first)["job_id"]
+    resumed = falkit("jobs", "resume", "--json", env=env)
+    assert resumed.returncode == 0, resumed.stderr
+    (outcome,) = json.loads(resumed.stdout)
+    assert outcome["job_id"] == job_id
+    assert Path(outcome["images"][0]["path"]).is_file()
+    assert emu.stats.submits == 1
 
 
 def _free_port() -> int:

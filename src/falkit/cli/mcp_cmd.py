@@ -25,7 +25,7 @@ def mcp(
         False, "--http", help="Serve streamable HTTP (at /mcp) instead of stdio."
     ),
     host: str = typer.Option("127.0.0.1", "--host", help="HTTP address to listen on."),
-    port: int = typer.Option(8000, "--port", help="HTTP port to listen on."),
+    port: int = typer.Option(8000, "--port", min=1, max=65535, help="HTTP port to listen on."),
     allow_dir: list[Path] = typer.Option(
         [],
         "--allow-dir",
@@ -46,7 +46,11 @@ def mcp(
     ),
     emulator: bool = EMULATOR_OPTION,
 ) -> None:
-    """Serve falkit to chat assistants (Claude Desktop, Claude Code, Cursor) over MCP."""
+    """Serve falkit to chat assistants (Claude Desktop, Claude Code, Cursor) over MCP.
+
+    In the client's MCP config: {"mcpServers": {"falkit": {"command": "falkit", "args":
+    ["mcp"], "env": {"FAL_API_KEY": "..."}}}}. See docs/mcp.md.
+    """
     from falkit.mcp.app import ServerOptions
 
     options = ServerOptions(
