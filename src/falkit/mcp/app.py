@@ -287,7 +287,7 @@ class McpApp:
         if isinstance(result, GenerationResult):
             return await content.generation_answer(result, notes)
         if isinstance(result, TrainingResult):
-            return content.training_answer(result, notes)
+            return content.training_answer(result)
         job = await self.service.get_job(job_id)
         if job.status == "completed":
             return await self._completed(job)

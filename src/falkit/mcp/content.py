@@ -103,7 +103,7 @@ async def generation_answer(result: GenerationResult, notes: Sequence[str] = ())
     return answer("\n".join(lines), data, await image_blocks(result.images))
 
 
-def training_answer(result: TrainingResult, notes: Sequence[str] = ()) -> CallToolResult:
+def training_answer(result: TrainingResult) -> CallToolResult:
     word = result.trigger_word
     usage = f'put "{word}" in the prompt' if word else "describe the subject as in the captions"
     text = (
@@ -111,8 +111,7 @@ def training_answer(result: TrainingResult, notes: Sequence[str] = ()) -> CallTo
         f"and kept at {result.local_path}. Use it: generate_image with loras "
         f'["{result.name}"] and {usage}.'
     )
-    data = {**result.to_json(), "done": True, "notes": list(notes)}
-    return answer("\n".join([text, *notes]), data)
+    return answer(text, {**result.to_json(), "done": True})
 
 
 def running_answer(job_id: str, kind: str, status: str, progress: str | None) -> CallToolResult:
@@ -167,9 +166,10 @@ def job_json(job: JobRecord) -> dict[str, Any]:
 def job_line(job: JobRecord) -> str:
     prompt = (job.prompt or "").replace("\n", " ")
     prompt = prompt if len(prompt) <= 60 else prompt[:59] + "…"
+    label = f" {prompt!r}" if prompt else ""
     files = f", {len(job.images)} image(s): {job.images[0].local_path}" if job.images else ""
     when = job.created_at.strftime("%Y-%m-%d %H:%M")
-    return f"{job.id} {job.status} {job.model} {when} {prompt!r}{files}"
+    return f"{job.id} {job.status} {job.model} {when}{label}{files}"
 
 
 def lora_json(record: LoraRecord) -> dict[str, Any]:
