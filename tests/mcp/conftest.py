@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from mcp import Client
 
 from falkit.mcp.app import McpApp, ServerOptions
 from falkit.mcp.server import create_server
 from falkit.service import FalService
-from mcp import Client
 from tests.integration.conftest import emu, service
 
 __all__ = ["emu", "service"]

@@ -6,12 +6,12 @@ import asyncio
 import time
 from typing import Any
 
+from mcp import Client
 from mcp.types import CallToolResult
 
 from falkit.mcp.app import McpApp, ServerOptions
 from falkit.mcp.server import create_server
 from falkit.service import FalService
-from mcp import Client
 from tests.mcp.helpers import assert_images, data, ok, text
 
 

@@ -7,8 +7,9 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from falkit.service import FalService
 from mcp import Client
+
+from falkit.service import FalService
 from tests.lora.helpers import make_folder, make_zip, total_requests
 from tests.mcp.helpers import assert_images, data, ok, text
 

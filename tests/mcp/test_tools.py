@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from mcp import Client
 from pydantic import SecretStr
 
 from falkit.mcp.app import McpApp, ServerOptions
 from falkit.mcp.server import create_server
 from falkit.service import FalService
-from mcp import Client
 from tests.integration.helpers import emulator_settings
 from tests.lora.helpers import total_requests
 from tests.mcp.helpers import assert_images, data, ok, text
