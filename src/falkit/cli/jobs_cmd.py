@@ -8,41 +8,12 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from falkit.cli.common import EMULATOR_OPTION, JSON_OPTION, print_json, run, stderr
+from falkit.service.views import job_json
 
 if TYPE_CHECKING:
     from falkit.store import JobRecord
 
 app = typer.Typer(help="List, show, resume and cancel jobs.", no_args_is_help=True)
-
-
-def job_json(job: JobRecord) -> dict[str, Any]:
-    return {
-        "job_id": job.id,
-        "kind": job.kind,
-        "status": job.status,
-        "model": job.model,
-        "endpoint_id": job.endpoint_id,
-        "request_id": job.request_id,
-        "prompt": job.prompt,
-        "seed": job.seed,
-        "estimated_cost_usd": job.estimated_cost,
-        "cost_usd": job.cost_usd,
-        "error": job.error,
-        "created_at": job.created_at,
-        "completed_at": job.completed_at,
-        "arguments": job.arguments,
-        "images": [
-            {
-                "path": img.local_path,
-                "url": img.url,
-                "width": img.width,
-                "height": img.height,
-                "content_type": img.content_type,
-                "sha256": img.sha256,
-            }
-            for img in job.images
-        ],
-    }
 
 
 @app.command("list")

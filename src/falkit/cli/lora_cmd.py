@@ -9,31 +9,18 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import typer
 
 from falkit.cli.common import EMULATOR_OPTION, JSON_OPTION, print_json, run, stderr
+from falkit.service.views import lora_json
 
 if TYPE_CHECKING:
     from falkit.cli.render import ProgressView
     from falkit.service import FalService
     from falkit.service.training import TrainingResult
-    from falkit.store import LoraRecord
     from falkit.types import ProgressEvent
 
 T = TypeVar("T")
 app = typer.Typer(
     help="Train LoRAs on your own pictures and manage the LoRA library.", no_args_is_help=True
 )
-
-
-def lora_json(record: LoraRecord) -> dict[str, Any]:
-    return {
-        "name": record.name,
-        "trigger_word": record.trigger_word,
-        "url": record.url,
-        "config_url": record.config_url,
-        "local_path": record.local_path,
-        "job_id": record.job_id,
-        "params": record.params,
-        "created_at": record.created_at,
-    }
 
 
 @app.command("train")

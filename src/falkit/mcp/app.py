@@ -17,6 +17,7 @@ from falkit.catalog import MODELS
 from falkit.mcp import content
 from falkit.mcp.jobs import EventSink, JobTracker, TrackedJob, Work
 from falkit.mcp.safety import AllowedDirs, SpendCap
+from falkit.service.views import job_json, lora_json
 from falkit.types import LogEvent, ProgressEvent, StepEvent
 
 if TYPE_CHECKING:
@@ -249,7 +250,7 @@ class McpApp:
         lines = [
             f"{r.name}: trigger word {r.trigger_word!r}, file {r.local_path}" for r in records
         ] or ["No LoRAs yet; train_lora trains one from the user's pictures."]
-        return content.answer("\n".join(lines), {"loras": [content.lora_json(r) for r in records]})
+        return content.answer("\n".join(lines), {"loras": [lora_json(r) for r in records]})
 
     # ---- jobs ----
 
@@ -297,13 +298,13 @@ class McpApp:
             return content.answer(
                 f"Job {job.id} stopped: {entry.error}. Its request is kept; get_job again or "
                 "`falkit jobs resume` picks it up.",
-                {**content.job_json(job), "done": False},
+                {**job_json(job), "done": False},
             )
         if entry is None:
             return content.answer(
                 f"Job {job.id} is {job.status} and was never submitted to Fal; "
                 "`falkit jobs resume` in a terminal finishes it.",
-                {**content.job_json(job), "done": False},
+                {**job_json(job), "done": False},
             )
         return content.running_answer(job.id, job.kind, job.status, _progress(entry))
 
@@ -318,14 +319,14 @@ class McpApp:
             return content.answer(
                 f"Training job {job.id} completed, but no LoRA in the library comes from it "
                 "(it may have been removed).",
-                {**content.job_json(job), "done": True},
+                {**job_json(job), "done": True},
             )
         return content.training_answer(result_from(lora, job, job.cost_usd))
 
     async def list_jobs(self, search: str | None, limit: int, status: str | None) -> CallToolResult:
         jobs = await self.service.list_jobs(search=search, limit=limit, status=status)
         lines = [content.job_line(j) for j in jobs] or ["No jobs match."]
-        return content.answer("\n".join(lines), {"jobs": [content.job_json(j) for j in jobs]})
+        return content.answer("\n".join(lines), {"jobs": [job_json(j) for j in jobs]})
 
     async def cancel(self, ref: str) -> CallToolResult:
         entry = self.jobs.find(ref)

@@ -16,10 +16,12 @@ from typing import TYPE_CHECKING, Any
 
 from mcp.types import CallToolResult, ContentBlock, ImageContent, ResourceLink, TextContent
 
+from falkit.service.views import job_json
+
 if TYPE_CHECKING:
     from falkit.service.results import GenerationResult, ResultImage
     from falkit.service.training import TrainingResult
-    from falkit.store import JobRecord, LoraRecord
+    from falkit.store import JobRecord
 
 THUMB_SIDE = 320
 THUMB_QUALITY = 80
@@ -145,24 +147,6 @@ def ended_answer(job: JobRecord) -> CallToolResult:
     return answer(text, {**job_json(job), "done": True})
 
 
-def job_json(job: JobRecord) -> dict[str, Any]:
-    """A job's facts for listings and structured answers."""
-    return {
-        "job_id": job.id,
-        "kind": job.kind,
-        "status": job.status,
-        "model": job.model,
-        "prompt": job.prompt,
-        "request_id": job.request_id,
-        "seed": job.seed,
-        "estimated_cost_usd": job.estimated_cost,
-        "cost_usd": job.cost_usd,
-        "error": job.error,
-        "created_at": job.created_at.isoformat(),
-        "images": [img.local_path for img in job.images],
-    }
-
-
 def job_line(job: JobRecord) -> str:
     prompt = (job.prompt or "").replace("\n", " ")
     prompt = prompt if len(prompt) <= 60 else prompt[:59] + "…"
@@ -170,14 +154,3 @@ def job_line(job: JobRecord) -> str:
     files = f", {len(job.images)} image(s): {job.images[0].local_path}" if job.images else ""
     when = job.created_at.strftime("%Y-%m-%d %H:%M")
     return f"{job.id} {job.status} {job.model} {when}{label}{files}"
-
-
-def lora_json(record: LoraRecord) -> dict[str, Any]:
-    return {
-        "name": record.name,
-        "trigger_word": record.trigger_word,
-        "url": record.url,
-        "local_path": record.local_path,
-        "job_id": record.job_id,
-        "created_at": record.created_at.isoformat(),
-    }
