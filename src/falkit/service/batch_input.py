@@ -1,0 +1,352 @@
+"""What a batch is made of: requests read from a file (or given in Python) times the sweeps.
+
+An input file is one of
+
+* text: one prompt a line (blank lines and ``#`` comments are skipped);
+* JSONL (``.jsonl``/``.ndjson``): one request object a line, any generate parameter;
+* CSV (``.csv``) with a header row naming the parameters (``prompt`` required).
+
+Parameters may use the CLI's short names (``size``, ``steps``, ``guidance``, ``format``, ``lora``).
+Sweeps (seeds, models, guidance scales, sizes, LoRA scales) multiply every request; a sweep value
+replaces the request's own. Every request keeps the input line it came from, so an error can say
+exactly where it is.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+import json
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from falkit.errors import FieldError, ValidationError
+
+ALIASES = {
+    "size": "image_size",
+    "steps": "num_inference_steps",
+    "guidance": "guidance_scale",
+    "format": "output_format",
+    "lora": "loras",
+}
+MAX_JOBS = 100_000
+_INT = re.compile(r"^[+-]?\d+$")
+_FLOAT = re.compile(r"^[+-]?(\d+\.\d*|\.\d+|\d+)([eE][+-]?\d+)?$")
+_RANGE = re.compile(r"^\s*(\d+)\s*-\s*(\d+)\s*$")
+
+
+@dataclass(frozen=True)
+class BatchRequest:
+    """One request of a batch: where it came from and its parameters (prompt included)."""
+
+    line: int
+    params: dict[str, Any]
+    where: str = "line"
+    sweep: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        """``line 3`` or ``line 3 (model=flux-dev, seed=2)``: where to look for a problem."""
+        text = f"{self.where} {self.line}"
+        if self.sweep:
+            text += " (" + ", ".join(f"{k}={v}" for k, v in self.sweep.items()) + ")"
+        return text
+
+
+# ---- reading ----
+
+
+def read_requests(source: str | Path | Sequence[Any]) -> list[BatchRequest]:
+    """Requests from a file path, or from a list of prompts / request dicts given in Python."""
+    if isinstance(source, str | Path):
+        path = Path(source)
+        if not path.is_file():
+            raise ValidationError.field("input", f"no such file: {path}", "a .txt, .jsonl or .csv")
+        text = path.read_text(encoding="utf-8-sig")
+        return parse_text(text, kind=input_kind(path))
+    return [_from_item(item, number) for number, item in enumerate(source, 1)]
+
+
+def input_kind(path: Path) -> str:
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".ndjson"):
+        return "jsonl"
+    return "csv" if suffix == ".csv" else "text"
+
+
+def parse_text(text: str, *, kind: str) -> list[BatchRequest]:
+    """Requests from the text of an input file of the given kind (text, jsonl or csv)."""
+    parse = {"jsonl": _parse_jsonl, "csv": _parse_csv}.get(kind, _parse_lines)
+    requests = parse(text)
+    if not requests:
+        raise ValidationError.field("input", "no requests in the input", "at least one prompt")
+    return requests
+
+
+def _parse_lines(text: str) -> list[BatchRequest]:
+    out = []
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if line and not line.startswith("#"):
+            out.append(BatchRequest(number, {"prompt": line}))
+    return out
+
+
+def _parse_jsonl(text: str) -> list[BatchRequest]:
+    out = []
+    for number, raw in enumerate(text.splitlines(), 1):
+        if not raw.strip() or raw.lstrip().startswith("#"):
+            continue
+        try:
+            item = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise _line_error(number, "input", f"not valid JSON ({exc.msg})") from None
+        out.append(_from_item(item, number, where="line"))
+    return out
+
+
+def _parse_csv(text: str) -> list[BatchRequest]:
+    reader = csv.DictReader(io.StringIO(text))
+    fields = [name.strip() for name in reader.fieldnames or []]
+    if "prompt" not in fields:
+        raise _line_error(1, "header", "a CSV input needs a 'prompt' column", ", ".join(fields))
+    out = []
+    for row in reader:
+        number = reader.line_num  # the physical line the row ends on
+        if None in row:
+            raise _line_error(number, "input", "more cells than header columns")
+        params = {k.strip(): _cell(k.strip(), v) for k, v in row.items() if v and v.strip()}
+        if params:
+            out.append(BatchRequest(number, _normalise(params, number, "line")))
+    return out
+
+
+def _cell(name: str, value: str) -> Any:
+    """A CSV cell as the value it stands for (numbers and booleans typed, LoRA lists parsed)."""
+    text = value.strip()
+    if name == "prompt" or name == "negative_prompt":
+        return text
+    if ALIASES.get(name, name) == "loras":
+        return json.loads(text) if text.startswith("[") else parse_loras(text)
+    if _INT.match(text):
+        return int(text)
+    if _FLOAT.match(text):
+        return float(text)
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    return text
+
+
+def parse_loras(text: str) -> list[dict[str, Any]]:
+    """``url_or_name[:scale]`` items separated by ``;`` or spaces, as LoRA dicts."""
+    out = []
+    for item in re.split(r"[;\s]+", text.strip()):
+        if item:
+            head, sep, tail = item.rpartition(":")
+            scaled = bool(sep and head and _FLOAT.match(tail))
+            out.append({"path": head, "scale": float(tail)} if scaled else {"path": item})
+    return out
+
+
+def _from_item(item: Any, number: int, where: str = "item") -> BatchRequest:
+    if isinstance(item, str):
+        return BatchRequest(number, {"prompt": item}, where)
+    if isinstance(item, BaseModel):
+        item = item.model_dump(exclude_none=True)
+    if not isinstance(item, dict):
+        raise _line_error(number, "input", "expected a prompt or a request object", where=where)
+    return BatchRequest(number, _normalise(item, number, where), where)
+
+
+def _normalise(params: dict[str, Any], number: int, where: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in params.items():
+        name = ALIASES.get(str(key), str(key))
+        if name in out:
+            raise _line_error(number, name, f"given twice (as {key!r} too)", where=where)
+        out[name] = _plain(value)
+    if not isinstance(out.get("prompt"), str) or not out["prompt"].strip():
+        raise _line_error(number, "prompt", "missing or empty", where=where)
+    if isinstance(out.get("loras"), str):
+        out["loras"] = parse_loras(out["loras"])
+    return out
+
+
+def _plain(value: Any) -> Any:
+    """JSON-ready form of a parameter value (pydantic models such as ImageSize as dicts)."""
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    return value
+
+
+def _line_error(
+    number: int, name: str, message: str, allowed: str | None = None, *, where: str = "line"
+) -> ValidationError:
+    return ValidationError([FieldError(f"{where} {number}: {name}", message, allowed)])
+
+
+# ---- sweeps ----
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """Values that multiply every request: each combination becomes one job."""
+
+    models: tuple[str, ...] = ()
+    sizes: tuple[str, ...] = ()
+    guidance: tuple[float, ...] = ()
+    lora_scales: tuple[float, ...] = ()
+    seeds: tuple[int, ...] = ()
+
+    @classmethod
+    def parse(
+        cls,
+        *,
+        seeds: str | Iterable[int] | None = None,
+        models: str | Iterable[str] | None = None,
+        guidance: str | Iterable[float] | None = None,
+        sizes: str | Iterable[str] | None = None,
+        lora_scales: str | Iterable[float] | None = None,
+    ) -> Sweep:
+        """A sweep from CLI-style text (``1-8``, ``1,5,9``, ``a,b``) or from Python lists."""
+        return cls(
+            models=_words("models", models),
+            sizes=_words("sizes", sizes),
+            guidance=_numbers("guidance", guidance),
+            lora_scales=_numbers("lora_scales", lora_scales),
+            seeds=parse_seeds(seeds),
+        )
+
+    def axes(self) -> list[tuple[str, tuple[Any, ...]]]:
+        """(parameter, values) of every non-empty sweep, outermost first."""
+        named = [
+            ("model", self.models),
+            ("image_size", self.sizes),
+            ("guidance_scale", self.guidance),
+            ("lora_scale", self.lora_scales),
+            ("seed", self.seeds),
+        ]
+        return [(name, values) for name, values in named if values]
+
+    @property
+    def factor(self) -> int:
+        """How many jobs each request becomes."""
+        count = 1
+        for _, values in self.axes():
+            count *= len(values)
+        return count
+
+    def to_json(self) -> dict[str, list[Any]]:
+        return {name: list(values) for name, values in self.axes()}
+
+
+def parse_seeds(value: str | Iterable[int] | None) -> tuple[int, ...]:
+    """``1-8``, ``1,5,9`` or a mix (``1-3,10``) as seeds; a list of ints passes through."""
+    if value is None:
+        return ()
+    if not isinstance(value, str):
+        return tuple(_seed(str(v)) for v in value)
+    seeds: list[int] = []
+    for part in filter(None, (p.strip() for p in value.split(","))):
+        span = _RANGE.match(part)
+        if span:
+            low, high = int(span.group(1)), int(span.group(2))
+            if high < low or high - low >= MAX_JOBS:
+                raise _seeds_error(part)
+            seeds.extend(range(low, high + 1))
+        else:
+            seeds.append(_seed(part))
+    if not seeds:
+        raise _seeds_error(value)
+    return tuple(dict.fromkeys(seeds))
+
+
+def _seed(text: str) -> int:
+    if not _INT.match(text.strip()) or int(text) < 0:
+        raise _seeds_error(text)
+    return int(text)
+
+
+def _seeds_error(text: str) -> ValidationError:
+    return ValidationError.field(
+        "seeds", f"{text!r} is not a seed list", "N, N-M or a comma list such as 1,5,9"
+    )
+
+
+def _words(name: str, value: str | Iterable[str] | None) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    items = value.split(",") if isinstance(value, str) else [str(v) for v in value]
+    words = tuple(dict.fromkeys(w.strip() for w in items if w.strip()))
+    if not words:
+        raise ValidationError.field(name, "is empty", "a comma-separated list")
+    return words
+
+
+def _numbers(name: str, value: str | Iterable[float] | None) -> tuple[float, ...]:
+    if value is None:
+        return ()
+    items = value.split(",") if isinstance(value, str) else [str(v) for v in value]
+    out = []
+    for item in (i.strip() for i in items if i.strip()):
+        if not _FLOAT.match(item):
+            raise ValidationError.field(name, f"{item!r} is not a number", "numbers like 3,3.5")
+        out.append(float(item))
+    if not out:
+        raise ValidationError.field(name, "is empty", "a comma-separated list of numbers")
+    return tuple(dict.fromkeys(out))
+
+
+def expand(
+    requests: Sequence[BatchRequest], sweep: Sweep, defaults: dict[str, Any] | None = None
+) -> list[BatchRequest]:
+    """Every request under every sweep combination, in input order (seeds vary fastest).
+
+    ``defaults`` fill parameters a request leaves out; sweep values replace the request's own.
+    """
+    axes = sweep.axes()
+    total = len(requests) * sweep.factor
+    if total > MAX_JOBS:
+        raise ValidationError.field("input", f"{total} jobs is too many", f"at most {MAX_JOBS}")
+    out: list[BatchRequest] = []
+    for request in requests:
+        base = {**(defaults or {}), **request.params}
+        for combo in itertools.product(*(values for _, values in axes)):
+            chosen = dict(zip((name for name, _ in axes), combo, strict=True))
+            params = _apply(request, dict(base), chosen)
+            out.append(BatchRequest(request.line, params, request.where, chosen))
+    return out
+
+
+def _apply(request: BatchRequest, params: dict[str, Any], chosen: dict[str, Any]) -> dict[str, Any]:
+    for name, value in chosen.items():
+        if name == "lora_scale":
+            loras = params.get("loras")
+            if not loras:
+                raise _line_error(
+                    request.line,
+                    "lora_scales",
+                    "a LoRA scale sweep needs LoRAs",
+                    "loras in the input, or --lora",
+                    where=request.where,
+                )
+            params["loras"] = [_scaled(item, value) for item in loras]
+        else:
+            params[name] = value
+    return params
+
+
+def _scaled(item: Any, scale: float) -> dict[str, Any]:
+    if isinstance(item, str):
+        return {"path": item, "scale": scale}
+    return {**dict(item), "scale": scale}
