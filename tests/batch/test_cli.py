@@ -1,0 +1,127 @@
+"""`falkit batch` as a user runs it: subprocesses against the emulator, kill -9 and resume."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from falkit.emulator import Fault
+from tests.batch.helpers import falkit, manifest, sha256, submitted_pairs
+from tests.integration.helpers import emulator_env
+
+
+def prompts_file(tmp_path: Path, count: int) -> Path:
+    path = tmp_path / "prompts.txt"
+    path.write_text("".join(f"a lighthouse in the style of painter {i}\n" for i in range(count)))
+    return path
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def wait_until_window_is_full_of_long_jobs(emu: Any, window: int) -> None:
+    """Stable: every slot holds a long job and nothing new is being submitted."""
+    last, since = -1, time.monotonic()
+    while True:
+        now = emu.stats.submits
+        if now != last or emu.engine.running != window:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since > 0.4:
+            return
+        assert time.monotonic() - since < 20, "the batch never settled"
+        time.sleep(0.02)
+
+
+@pytest.mark.parametrize("how", ["resume", "rerun"])
+def test_kill_9_mid_batch_then_carry_on(emu: Any, tmp_path: Path, how: str) -> None:
+    emu.engine.config.concurrency = 4
+    env = emulator_env(emu.base_url, tmp_path / "home")
+    args = ["batch", str(prompts_file(tmp_path, 10)), "--seeds", "1-4", "--size", "square"]
+    args += ["--concurrency", "4"]
+    dry = json.loads(falkit(*args, "--dry-run", "--json", env=env).stdout)
+    assert dry["total"] == 40
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "falkit", *args],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+    )
+    try:
+        wait_for(lambda: emu.stats.submits >= 12)
+        emu.engine.config.latency = 2.0  # jobs started from now on are still running at the kill
+        wait_until_window_is_full_of_long_jobs(emu, 4)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    sent_before = emu.stats.submits
+    assert 12 <= sent_before < 40
+    emu.engine.config.latency = 0.05
+
+    again = ["batch", "resume", dry["batch_id"]] if how == "resume" else args
+    out = falkit(*again, "--json", env=env)
+    assert out.returncode == 0, out.stderr
+    summary = json.loads(out.stdout)
+    assert summary["batch_id"] == dry["batch_id"]
+    assert (summary["completed"], summary["unknown"], summary["failed"]) == (40, 0, 0)
+    assert summary["submitted_this_run"] == 40 - sent_before
+    assert emu.stats.submits == 40
+    assert emu.stats.submits_by_endpoint == {"fal-ai/flux/schnell": 40}
+    assert len(set(submitted_pairs(emu))) == 40, "no job was submitted twice"
+    folder = Path(summary["folder"])
+    for row in manifest(folder):
+        assert sha256(folder / row["images"][0]["path"]) == row["images"][0]["sha256"]
+
+
+def test_dry_run_and_budget_refusal_send_nothing(emu: Any, tmp_path: Path) -> None:
+    env = emulator_env(emu.base_url, tmp_path / "home")
+    prompts = prompts_file(tmp_path, 5)
+    out = falkit("batch", str(prompts), "--seeds", "1-4", "--size", "square", "--dry-run", env=env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("20 jobs, estimated cost $0.0157 (dry run: nothing sent)")
+
+    out = falkit("batch", "run", str(prompts), "--seeds", "1-4", "--budget", "0.01", env=env)
+    assert out.returncode == 2
+    assert "more than the budget of $0.0100" in out.stderr
+    assert "Traceback" not in out.stderr
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "fine"}\n{"prompt": "too many steps", "steps": 99}\n')
+    out = falkit("batch", str(bad), env=env)
+    assert out.returncode == 2
+    assert "line 2: num_inference_steps" in out.stderr
+    assert sum(emu.stats.requests.values()) == 0
+
+
+def test_failures_are_reported_at_the_end_with_exit_code_1(emu: Any, tmp_path: Path) -> None:
+    emu.faults.add(Fault(route="submit", kind="job_error", times=1))
+    env = emulator_env(emu.base_url, tmp_path / "home")
+    out_dir = tmp_path / "sheet"
+    out = falkit("batch", str(prompts_file(tmp_path, 3)), "--size", "square", "--out",
+                 str(out_dir), "--concurrency", "1", env=env)  # fmt: skip
+    assert out.returncode == 1
+    assert out.stdout.strip() == str(out_dir)
+    assert "2/3 completed, 1 failed" in out.stderr
+    assert "#0 (line 1)" in out.stderr
+    assert "failed:" in out.stderr
+    assert "falkit batch resume b_" in out.stderr
+    statuses = [row["status"] for row in manifest(out_dir)]
+    assert statuses == ["failed", "completed", "completed"]
+
+    listed = json.loads(falkit("batch", "list", "--json", env=env).stdout)
+    assert len(listed) == 1
+    assert listed[0]["jobs"] == {"failed": 1, "completed": 2}
+    assert listed[0]["folder"] == str(out_dir)
