@@ -125,3 +125,36 @@ def test_failures_are_reported_at_the_end_with_exit_code_1(emu: Any, tmp_path: P
     assert len(listed) == 1
     assert listed[0]["jobs"] == {"failed": 1, "completed": 2}
     assert listed[0]["folder"] == str(out_dir)
+
+
+def test_ctrl_c_lets_submits_on_the_wire_finish(emu: Any, tmp_path: Path) -> None:
+    """Ctrl-C while POSTs are in flight: they are journaled, so the rerun has no unknown job."""
+    emu.engine.config.concurrency = 4
+    emu.faults.add(Fault(route="submit", kind="slow", delay=0.3, times=None))
+    env = emulator_env(emu.base_url, tmp_path / "home")
+    args = ["batch", str(prompts_file(tmp_path, 24)), "--size", "square", "--concurrency", "8"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "falkit", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        wait_for(lambda: emu.stats.submits >= 6)
+        time.sleep(0.1)  # lanes are in the middle of their (slow) POSTs
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=20)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130
+    assert "falkit batch resume b_" in stderr
+    emu.faults.clear()
+
+    out = falkit(*args, "--json", env=env)
+    assert out.returncode == 0, out.stderr
+    summary = json.loads(out.stdout)
+    assert (summary["completed"], summary["unknown"]) == (24, 0)
+    assert emu.stats.submits == 24
+    assert len(set(submitted_pairs(emu))) == 24

@@ -14,10 +14,11 @@ submitting, and the jobs already at Fal are still followed to their end.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +38,7 @@ from falkit.types import (
     FailedEvent,
     ProgressEvent,
     QueuedEvent,
+    RequestHandle,
     StartedEvent,
 )
 
@@ -46,6 +48,7 @@ if TYPE_CHECKING:
     from falkit.store import JobRecord
 
 SUBMIT_LANES = 4
+SUBMIT_GRACE = 10.0  # seconds a Ctrl-C waits for submits already on the wire
 STATES = ("pending", "queued", "running", "done", "failed")
 INTERRUPTED_HINT = (
     "interrupted while submitting: the submit may have reached Fal, so it was not sent again; "
@@ -147,14 +150,28 @@ class BatchScheduler:
         self._pending.reverse()  # popped from the end: input order
         self._changed()
         try:
-            await asyncio.gather(*(self._submitter() for _ in range(self.lanes)))
+            await self._submit_all()
             while self._followers:
                 await asyncio.gather(*list(self._followers))
         finally:
-            for task in self._followers:
-                task.cancel()
+            await _stop(self._followers)
         self.progress.budget_stopped = self.progress.budget_stopped and self.progress.pending > 0
         return self.progress
+
+    async def _submit_all(self) -> None:
+        """Run the submitter lanes to their end.
+
+        A task group rather than gather: on Ctrl-C it waits for every lane's submit on the wire.
+        """
+        try:
+            async with asyncio.TaskGroup() as lanes:
+                for _ in range(self.lanes):
+                    lanes.create_task(self._submitter())
+        except BaseExceptionGroup as group:
+            first = group.exceptions[0]
+            if len(group.exceptions) == 1 and isinstance(first, FalkitError):
+                raise first from None
+            raise
 
     async def _adopt(self, job: JobRecord) -> None:
         """Take a job as the store left it: done, failed, at Fal (reattach) or pending."""
@@ -184,7 +201,7 @@ class BatchScheduler:
             if job is None:
                 return
             try:
-                handle = await runner.submit(job, on_progress=self._tracker(job.id))
+                handle = await _uninterrupted(runner.submit(job, on_progress=self._tracker(job.id)))
             except FalkitError as exc:
                 await self._release(job)
                 self._fail(job.id, str(exc))
@@ -309,9 +326,41 @@ class BatchScheduler:
             self.on_update(self.progress)
 
 
+async def _stop(tasks: set[asyncio.Task[None]]) -> None:
+    """Cancel the jobs still being followed and wait until they have let go (they stay
+    journaled at Fal: a resume reattaches)."""
+    left = [task for task in tasks if not task.done()]
+    for task in left:
+        task.cancel()
+    if left:
+        await asyncio.gather(*left, return_exceptions=True)
+
+
+async def _uninterrupted(submit: Coroutine[Any, Any, RequestHandle]) -> RequestHandle:
+    """Await a submit; if cancelled (Ctrl-C) meanwhile, let the POST finish first.
+
+    A POST cut off mid-way leaves a job that may or may not be at Fal ("unknown"); letting it
+    finish (for at most SUBMIT_GRACE seconds) journals its request id, so a resume reattaches.
+    """
+    task = asyncio.ensure_future(submit)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception, asyncio.CancelledError):
+            await asyncio.wait_for(task, SUBMIT_GRACE)
+        raise
+
+
 def _stops_batch(exc: FalkitError) -> bool:
     """Errors at submit that every following job would hit too."""
     if isinstance(exc, SubmitUncertainError):
         return False
-    fatal = (AuthenticationError, ServiceDisabledError, RateLimitedError, ServerError, StoreError)
-    return isinstance(exc, fatal | TransportError)
+    fatal = (
+        AuthenticationError,
+        ServiceDisabledError,
+        RateLimitedError,
+        ServerError,
+        StoreError,
+        TransportError,
+    )
+    return isinstance(exc, fatal)
