@@ -24,14 +24,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from falkit.errors import NotFoundError, ValidationError
-from falkit.service.batch_input import Sweep, expand, read_requests
+from falkit.service.batch_input import ALIASES, Sweep, expand, read_requests
+from falkit.service.batch_jobs import batch_index, check_budget, ensure_jobs, latest_jobs
 from falkit.service.batch_output import Row, place_images, write_html, write_manifest, write_sheet
-from falkit.service.batch_plan import BatchPlan, PlannedJob, plan_batch, plan_from_spec, prepare
+from falkit.service.batch_plan import BatchPlan, plan_batch, plan_from_spec
 from falkit.service.batch_run import BatchProgress, BatchScheduler, OnUpdate
 
 if TYPE_CHECKING:
     from falkit.service.core import FalService
-    from falkit.store import JobRecord, JobStore
+    from falkit.store import JobRecord
 
 DEFAULT_CONCURRENCY = 64
 MAX_CONCURRENCY = 90  # one status stream per job in flight; the HTTP pool holds 100 connections
@@ -203,13 +204,13 @@ async def run_plan(
     folder = Path(
         out_dir or (existing.out_dir if existing else None) or _default_folder(service, batch_id)
     )
-    latest = _latest(await store.batch_jobs(batch_id)) if existing else {}
-    _check_budget(plan, latest, budget, retry_failed)
+    latest = latest_jobs(await store.batch_jobs(batch_id)) if existing else {}
+    check_budget(plan, latest, budget, retry_failed)
     await store.create_batch(
         batch_id=batch_id, spec=plan.spec(options), out_dir=str(folder),
         budget_usd=budget, total_jobs=len(plan.jobs),
     )  # fmt: skip
-    jobs = await _ensure_jobs(service, store, plan, batch_id, latest, retry_failed)
+    jobs = await ensure_jobs(service, store, plan, batch_id, latest, retry_failed)
     width = max(4, len(str(len(plan.jobs) - 1)))
 
     async def placed(job: JobRecord, _result: Any) -> None:
@@ -228,9 +229,9 @@ async def run_plan(
         batch_id=batch_id,
     )
     progress = await scheduler.run(jobs)
-    final = _latest(await store.batch_jobs(batch_id))
+    final = latest_jobs(await store.batch_jobs(batch_id))
     files = await asyncio.to_thread(_write_folder, plan, final, folder, width)
-    submitted = sum(1 for j in jobs if j.status == "pending" and final[_index(j)].request_id)
+    submitted = sum(1 for j in jobs if j.status == "pending" and final[batch_index(j)].request_id)
     return _summary(
         plan, final, folder, budget, files,
         batch_id=batch_id, budget_stopped=progress.budget_stopped,
@@ -240,117 +241,7 @@ async def run_plan(
     )  # fmt: skip
 
 
-# ---- jobs ----
-
-
-def _index(job: JobRecord) -> int:
-    return job.batch_index if job.batch_index is not None else -1
-
-
-def _latest(jobs: list[JobRecord]) -> dict[int, JobRecord]:
-    """The newest job of each batch index (a retried index has several)."""
-    out: dict[int, JobRecord] = {}
-    for job in jobs:
-        current = out.get(_index(job))
-        if current is None or (job.created_at, job.id) > (current.created_at, current.id):
-            out[_index(job)] = job
-    return out
-
-
-def _needs_new_job(job: JobRecord | None, retry_failed: bool) -> bool:
-    """No job yet; or one that failed before reaching Fal (safe to send); or, if asked, any
-    failed or cancelled one. Never an ``unknown`` one: it may have reached Fal."""
-    if job is None:
-        return True
-    if job.status == "failed" and job.request_id is None:
-        return True
-    return retry_failed and job.status in ("failed", "cancelled")
-
-
-async def _ensure_jobs(
-    service: FalService,
-    store: JobStore,
-    plan: BatchPlan,
-    batch_id: str,
-    latest: dict[int, JobRecord],
-    retry_failed: bool,
-) -> list[JobRecord]:
-    """Every job of the plan in the store, creating those missing; in batch order."""
-    jobs = []
-    for planned in plan.jobs:
-        job = latest.get(planned.index)
-        if _needs_new_job(job, retry_failed):
-            attempt = 0 if job is None else _attempt(job) + 1
-            job = await _create_job(service, store, planned, batch_id, attempt)
-        assert job is not None
-        jobs.append(job)
-    return jobs
-
-
-def _attempt(job: JobRecord) -> int:
-    _, sep, tail = job.id.rpartition("_r")
-    return int(tail) if sep and tail.isdigit() else 0
-
-
-async def _create_job(
-    service: FalService, store: JobStore, planned: PlannedJob, batch_id: str, attempt: int
-) -> JobRecord:
-    """Journal one job (LoRA names and files resolved to URLs first); its id says its place."""
-    prepared = planned.prepared
-    params = planned.request.params
-    if params.get("loras"):
-        prompt, loras = await service.resolve_loras(params["prompt"], params["loras"])
-        prepared = prepare(service, {**params, "prompt": prompt, "loras": loras})
-    job_id = f"j_{batch_id.removeprefix('b_')}_{planned.index:05d}"
-    if attempt:
-        job_id += f"_r{attempt}"
-    try:
-        return await store.create_job(
-            kind=prepared.kind, model=prepared.model, endpoint_id=prepared.endpoint_id,
-            arguments=prepared.arguments, estimated_cost=prepared.estimated_cost,
-            batch_id=batch_id, batch_index=planned.index, job_id=job_id,
-        )  # fmt: skip
-    except ValidationError:  # another process running the same batch created it just now
-        found = await store.get_job(job_id)
-        if found is None:
-            raise
-        return found
-
-
-# ---- budget ----
-
-
-def _check_budget(
-    plan: BatchPlan, latest: dict[int, JobRecord], budget: float | None, retry_failed: bool
-) -> None:
-    """Refuse, before anything is sent or written, a batch that cannot fit its budget."""
-    if budget is None:
-        return
-    spent = 0.0
-    remaining = 0.0
-    for planned in plan.jobs:
-        job = latest.get(planned.index)
-        if job is not None and job.status == "completed":
-            spent += job.cost_usd or 0.0
-            continue
-        if job is not None and not _needs_new_job(job, retry_failed) and job.finished:
-            continue  # failed or unknown for good: nothing more will be spent on it
-        estimate = job.estimated_cost if job is not None else planned.prepared.estimated_cost
-        if estimate is None:
-            raise ValidationError.field(
-                "budget",
-                f"the cost of {planned.prepared.model} is unknown, so a budget cannot be kept",
-                "catalog models (see `falkit models`), or no --budget",
-            )
-        remaining += estimate
-    if spent + remaining > budget + 1e-9:
-        done = f"${spent:.4f} spent + " if spent else ""
-        raise ValidationError.field(
-            "budget",
-            f"this batch needs an estimated {done}${remaining:.4f} to finish, more than "
-            f"the budget of ${budget:.4f}",
-            "a larger --budget, or fewer jobs (fewer lines or sweep values)",
-        )
+# ---- checks ----
 
 
 def _check_budget_value(budget: float | None) -> None:
@@ -367,8 +258,6 @@ def _check_concurrency(value: int) -> int:
 
 
 def _clean(defaults: dict[str, Any] | None) -> dict[str, Any]:
-    from falkit.service.batch_input import ALIASES
-
     return {ALIASES.get(k, k): v for k, v in (defaults or {}).items() if v is not None}
 
 
