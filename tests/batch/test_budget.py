@@ -45,6 +45,9 @@ async def test_budget_running_out_midway_stops_submitting(emu: Any) -> None:
             await resume_batch(service, result.batch_id)
         assert emu.stats.submits == result.completed
         finished = await resume_batch(service, result.batch_id, budget=1.0)
+        # done: the stored budget (now exceeded by the real bills) has nothing left to refuse
+        settled = await resume_batch(service, result.batch_id)
+    assert (settled.ok, settled.submitted) == (True, 0)
     assert finished.ok
     assert finished.submitted == 20 - result.completed
     assert emu.stats.submits == 20

@@ -158,3 +158,31 @@ def test_ctrl_c_lets_submits_on_the_wire_finish(emu: Any, tmp_path: Path) -> Non
     assert (summary["completed"], summary["unknown"]) == (24, 0)
     assert emu.stats.submits == 24
     assert len(set(submitted_pairs(emu))) == 24
+
+
+def test_progress_line_live_and_plain() -> None:
+    from io import StringIO
+
+    from rich.console import Console
+
+    from falkit.cli.batch_cmd import BatchView
+    from falkit.service.batch_run import BatchProgress
+
+    progress = BatchProgress(total=10, batch_id="b_0123456789abcdef")
+    progress.counts.update(done=4, running=2, queued=1, pending=2, failed=1)
+    progress.spent_usd = 0.0123
+    progress.finished_this_run = 5
+    plain = StringIO()
+    with BatchView(Console(file=plain, force_terminal=False, width=200)) as view:
+        assert str(view.render()) == "preparing batch…"
+        view.update(progress)
+        line = str(view.render())
+    assert line.startswith("4/10 done · 2 running · 1 queued · 2 to submit · 1 failed · $0.0123")
+    assert "ETA " in line
+    assert "batch b_0123456789abcdef: 10 jobs" in plain.getvalue()
+
+    live = StringIO()
+    with BatchView(Console(file=live, force_terminal=True, width=200)) as view:
+        view.update(progress)
+        view.interrupted()
+    assert "falkit batch resume b_0123456789abcdef" in live.getvalue()

@@ -113,7 +113,7 @@ def check_budget(
                 "catalog models (see `falkit models`), or no --budget",
             )
         remaining += estimate
-    if spent + remaining > budget + 1e-9:
+    if remaining > 0 and spent + remaining > budget + 1e-9:
         done = f"${spent:.4f} spent + " if spent else ""
         raise ValidationError.field(
             "budget",

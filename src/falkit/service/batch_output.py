@@ -124,8 +124,11 @@ def place_images(job: JobRecord, folder: Path, width: int) -> tuple[str, ...]:
     out = []
     for image in job.images:
         target = target_dir / image_name(job, image, width)
+        source = Path(image.local_path)
         if not target.exists() or target.stat().st_size != image.size_bytes:
-            _copy(Path(image.local_path), target)
+            if not source.exists():
+                continue  # deleted from the library since: nothing to show
+            _copy(source, target)
         thumb = thumb_path(folder, f"images/{target.name}")
         if not thumb.exists():
             _make_thumb(target, thumb)
