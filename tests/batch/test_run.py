@@ -187,3 +187,12 @@ async def test_lora_scale_sweep(service: FalService, emu: Any) -> None:
     assert {r["model"] for r in rows} == {"flux-lora"}
     assert rows[0]["label"] == "loras style:0.5 · seed 1"
     assert emu.stats.submits_by_endpoint == {"fal-ai/flux-lora": 4}
+
+
+async def test_rate_limits_are_waited_out(service: FalService, emu: Any) -> None:
+    emu.faults.add(Fault(route="submit", kind="429", times=5, retry_after=0.05))
+    result = await service.generate_batch(PROMPTS[:12], concurrency=8, **fast())
+    assert result.ok
+    assert emu.faults.fired["429"] == 5
+    assert emu.stats.requests["submit"] == 12 + 5  # each 429 answered, then sent again
+    assert emu.stats.submits == 12
