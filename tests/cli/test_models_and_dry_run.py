@@ -64,3 +64,14 @@ def test_help_runs_as_a_process() -> None:
     )
     for command in ("generate", "jobs", "models", "emulator"):
         assert command in out.stdout
+
+
+def test_help_imports_nothing_heavy() -> None:
+    """`falkit --help` stays fast: the CLI module loads no HTTP, database, image or MCP code."""
+    code = (
+        "import sys, falkit.cli.app; "
+        "heavy = ('sqlalchemy', 'httpx', 'mcp', 'PIL', 'pydantic', 'starlette', 'alembic'); "
+        "print([m for m in heavy if m in sys.modules])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

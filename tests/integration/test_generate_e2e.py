@@ -106,3 +106,17 @@ async def test_disabled_without_key() -> None:
         assert not svc.enabled
         with pytest.raises(ServiceDisabledError, match="FAL_API_KEY"):
             await svc.generate_image("a cat")
+
+
+async def test_resume_leaves_unsent_batch_jobs_to_batch_resume(
+    service: FalService, emu: Any
+) -> None:
+    from falkit.types import LogEvent
+
+    prepared = service.prepare_image("a batch picture")
+    await service.create_job(prepared, batch_id="b_test", batch_index=0)
+    events: list[ProgressEvent] = []
+    assert await service.resume(on_progress=events.append) == []
+    assert emu.stats.submits == 0
+    notes = [e.message for e in events if isinstance(e, LogEvent)]
+    assert notes == ["batch b_test has unsent jobs: `falkit batch resume b_test`"]

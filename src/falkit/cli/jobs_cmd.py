@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from falkit.cli.common import EMULATOR_OPTION, JSON_OPTION, print_json, run, stderr
-from falkit.service.views import job_json
+from falkit.views import job_json
 
 if TYPE_CHECKING:
     from falkit.store import JobRecord

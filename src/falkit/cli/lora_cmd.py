@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import typer
 
 from falkit.cli.common import EMULATOR_OPTION, JSON_OPTION, print_json, run, stderr
-from falkit.service.views import lora_json
+from falkit.views import lora_json
 
 if TYPE_CHECKING:
     from falkit.cli.render import ProgressView

@@ -17,8 +17,8 @@ from falkit.catalog import MODELS
 from falkit.mcp import content
 from falkit.mcp.jobs import EventSink, JobTracker, TrackedJob, Work
 from falkit.mcp.safety import AllowedDirs, SpendCap
-from falkit.service.views import job_json, lora_json
 from falkit.types import LogEvent, ProgressEvent, StepEvent
+from falkit.views import job_json, lora_json
 
 if TYPE_CHECKING:
     from mcp.types import CallToolResult

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from mcp.types import CallToolResult, ContentBlock, ImageContent, ResourceLink, TextContent
 
-from falkit.service.views import job_json
+from falkit.views import job_json
 
 if TYPE_CHECKING:
     from falkit.service.results import GenerationResult, ResultImage

@@ -17,9 +17,9 @@ from falkit.errors import (
     ValidationError,
 )
 from falkit.service.generate import finish_image_job, prepare_image
-from falkit.service.progress import ProgressCallback
+from falkit.service.progress import ProgressCallback, emit
 from falkit.service.results import GenerationResult, PreparedJob
-from falkit.types import ProgressEvent
+from falkit.types import LogEvent, ProgressEvent
 
 if TYPE_CHECKING:
     import httpx
@@ -30,6 +30,9 @@ if TYPE_CHECKING:
     from falkit.store import JobRecord, JobStore, LoraRecord
 
 Finisher = Callable[["FalService", "JobRecord", Any, ProgressCallback | None], Awaitable[Any]]
+
+
+RESUME_CONCURRENCY = 8
 
 
 class FalService:
@@ -341,10 +344,21 @@ class FalService:
         store = await self.store()
         jobs = await store.unfinished_jobs(kind=kind)
         self.client()
-        outcomes: list[Any] = []
-        for job in jobs:
-            outcomes.append(await self._resume_one(job, on_progress))
-        return outcomes
+        # A batch's never-sent jobs wait for `falkit batch resume`, which keeps its budget.
+        held = {j.batch_id for j in jobs if j.batch_id and j.request_id is None}
+        for batch_id in sorted(held, key=str):
+            await emit(
+                on_progress,
+                LogEvent("", f"batch {batch_id} has unsent jobs: `falkit batch resume {batch_id}`"),
+            )
+        jobs = [j for j in jobs if not (j.batch_id and j.request_id is None)]
+        limit = asyncio.Semaphore(RESUME_CONCURRENCY)
+
+        async def one(job: JobRecord) -> Any:
+            async with limit:
+                return await self._resume_one(job, on_progress)
+
+        return list(await asyncio.gather(*(one(job) for job in jobs)))
 
     async def _resume_one(self, job: JobRecord, on_progress: ProgressCallback | None) -> Any:
         if job.status == "submitting":
