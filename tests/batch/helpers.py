@@ -5,8 +5,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -30,20 +28,6 @@ def sha256(path: Path) -> str:
 def submitted_pairs(emu: Any) -> list[tuple[str, Any]]:
     """(prompt, seed) of every job the emulator was sent, in the order it got them."""
     return [(job.params.get("prompt"), job.params.get("seed")) for job in emu.engine.jobs.values()]
-
-
-def falkit(
-    *args: str, env: dict[str, str], timeout: float = 90
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "falkit", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-        check=False,
-    )
 
 
 class Overbilling(httpx.AsyncBaseTransport):

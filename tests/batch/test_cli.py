@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from falkit.emulator import Fault
-from tests.batch.helpers import falkit, manifest, sha256, submitted_pairs
-from tests.integration.helpers import emulator_env
+from tests.batch.helpers import manifest, sha256, submitted_pairs
+from tests.integration.helpers import emulator_env, falkit
 
 
 def prompts_file(tmp_path: Path, count: int) -> Path:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -27,3 +29,18 @@ def emulator_env(base_url: str, home: Path) -> dict[str, str]:
         FALKIT_CDN_URL=f"{base_url}/cdn",
     )
     return env
+
+
+def falkit(
+    *args: str, env: dict[str, str], timeout: float = 90
+) -> subprocess.CompletedProcess[str]:
+    """Run `python -m falkit ARGS` as a separate process with no standard input."""
+    return subprocess.run(
+        [sys.executable, "-m", "falkit", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )

@@ -12,20 +12,7 @@ from typing import Any
 
 from PIL import Image
 
-from tests.integration.helpers import emulator_env
-
-
-def falkit(
-    *args: str, env: dict[str, str], timeout: float = 60
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "falkit", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-    )
+from tests.integration.helpers import emulator_env, falkit
 
 
 def test_generate_json_then_list_and_show(emu: Any, tmp_path: Path) -> None:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import io
 import json
 import struct
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -53,16 +51,3 @@ def safetensors_bytes(seed: int = 0) -> bytes:
 
 def total_requests(server: Any) -> int:
     return sum(server.stats.requests.values())
-
-
-def falkit(
-    *args: str, env: dict[str, str], timeout: float = 60
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "falkit", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-    )

@@ -13,8 +13,8 @@ from typing import Any
 from PIL import Image
 
 from falkit.service.loras import safetensors_header
-from tests.integration.helpers import emulator_env
-from tests.lora.helpers import falkit, make_folder, total_requests
+from tests.integration.helpers import emulator_env, falkit
+from tests.lora.helpers import make_folder, total_requests
 
 
 def test_train_then_generate_by_name_then_remove(emu: Any, photos: Path, tmp_path: Path) -> None:
