@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 from mcp import Client, ClientSession, StdioServerParameters, stdio_client
 
-from tests.integration.helpers import emulator_env
-from tests.lora.helpers import falkit, make_folder, total_requests
+from tests.integration.helpers import emulator_env, falkit
+from tests.lora.helpers import make_folder, total_requests
 from tests.mcp.helpers import assert_images, data, ok, text
 
 
