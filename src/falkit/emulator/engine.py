@@ -3,8 +3,11 @@
 At most ``config.concurrency`` jobs run at once; the rest wait in submit order with a 0-based
 position. A running job is one asyncio task that sleeps for the job's duration; its log lines
 are planned at start and become visible as time passes, so nothing polls or spins. Waiters
-(SSE streams) sleep on a per-job event that is set on every change, including queue moves.
-Background work starts lazily on the first request, in whatever event loop serves the app.
+(SSE streams) sleep on an event: a running job's own, set on every change, or, while the job is
+queued, one shared event set whenever the queue moves. Every request costs O(1) or O(log n) in
+the number of jobs (positions come from a Fenwick tree over submit order), so thousands of jobs
+can be in flight. Background work starts lazily on the first request, in whatever event loop
+serves the app.
 """
 
 from __future__ import annotations
@@ -57,6 +60,8 @@ class Job:
     webhook: str | None = None
     fault: Fault | None = None
     state: str = QUEUED
+    seq: int = 0
+    """1-based submit order (the job's slot in the engine's queue-order tree)."""
     started: float | None = None
     finished: float | None = None
     duration: float = 0.0
@@ -87,10 +92,48 @@ class Job:
         return True
 
     def visible_logs(self, now: float) -> list[dict[str, Any]]:
+        if self.logs and self.logs[-1].at <= now:
+            return [line.entry for line in self.logs]
         return [line.entry for line in self.logs if line.at <= now]
 
     def next_log_at(self, now: float) -> float | None:
-        return min((line.at for line in self.logs if line.at > now), default=None)
+        return next((line.at for line in self.logs if line.at > now), None)  # sorted by time
+
+
+class QueueOrder:
+    """Which submit slots are still queued, as a Fenwick tree: append, remove, count-before.
+
+    A job's queue position is the number of queued jobs submitted before it; counting them
+    takes O(log n) however many jobs wait, and removing one from the middle (a cancel, a start
+    timeout) is as cheap as taking the head.
+    """
+
+    def __init__(self) -> None:
+        self._tree = [0]  # 1-based
+
+    def _prefix(self, index: int) -> int:
+        total, tree = 0, self._tree
+        while index > 0:
+            total += tree[index]
+            index &= index - 1
+        return total
+
+    def append(self) -> int:
+        """A new queued slot at the end; its 1-based index."""
+        index = len(self._tree)
+        low = index & -index
+        self._tree.append(1 + self._prefix(index - 1) - self._prefix(index - low))
+        return index
+
+    def remove(self, index: int) -> None:
+        tree, size = self._tree, len(self._tree)
+        while index < size:
+            tree[index] -= 1
+            index += index & -index
+
+    def before(self, index: int) -> int:
+        """How many queued slots precede ``index``."""
+        return self._prefix(index - 1)
 
 
 def _timestamp(wall: float) -> str:
@@ -111,8 +154,9 @@ class Engine:
         self.jobs: dict[str, Job] = {}
         self.closing = False
         self._queue: dict[str, Job] = {}
+        self._order = QueueOrder()
         self._running: set[str] = set()
-        self._positions: dict[str, int] | None = None
+        self._queue_moved: asyncio.Event | None = None
         self._background: set[asyncio.Task[Any]] = set()
 
     @property
@@ -122,6 +166,10 @@ class Engine:
     @property
     def running(self) -> int:
         return len(self._running)
+
+    @property
+    def completed(self) -> int:
+        return len(self.jobs) - len(self._queue) - len(self._running)
 
     def context(self, origin: str) -> RunContext:
         """Where a request's outputs live: files under ``{public base or origin}/cdn``."""
@@ -143,9 +191,9 @@ class Engine:
         """
         params, detail = validate(endpoint, body)
         job = Job(str(uuid.uuid4()), endpoint, params, detail, ctx, webhook, fault)
+        job.seq = self._order.append()
         self.jobs[job.id] = job
         self._queue[job.id] = job
-        self._positions = None
         self.stats.count_submit(endpoint.endpoint_id)
         self._pump()
         if start_timeout is not None and job.state == QUEUED:
@@ -164,9 +212,34 @@ class Engine:
         return job if app_prefix == endpoint_id or is_prefix else None
 
     def position(self, job: Job) -> int:
-        if self._positions is None:
-            self._positions = {job_id: i for i, job_id in enumerate(self._queue)}
-        return self._positions.get(job.id, 0)
+        return self._order.before(job.seq) if job.id in self._queue else 0
+
+    async def changed(self, job: Job, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for the job (or, while it is queued, the queue) to
+        change; True if something did."""
+        if job.state != QUEUED:
+            return await job.changed(timeout)
+        if timeout <= 0:
+            return False
+        if self._queue_moved is None:
+            self._queue_moved = asyncio.Event()
+        event = self._queue_moved
+        try:
+            async with asyncio.timeout(timeout):
+                await event.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    def _moved(self) -> None:
+        """Wake every waiter on a queued job: positions changed."""
+        if self._queue_moved is not None:
+            self._queue_moved.set()
+            self._queue_moved = None
+
+    def _unqueue(self, job: Job) -> None:
+        del self._queue[job.id]
+        self._order.remove(job.seq)
 
     def _pump(self) -> None:
         started = False
@@ -175,13 +248,12 @@ class Engine:
             and self._queue
             and len(self._running) < max(1, self.config.concurrency)
         ):
-            job = self._queue.pop(next(iter(self._queue)))
+            job = next(iter(self._queue.values()))
+            self._unqueue(job)
             self._start(job)
             started = True
         if started:
-            self._positions = None
-            for waiting in self._queue.values():
-                waiting.touch()
+            self._moved()
 
     def _duration(self, endpoint: Endpoint) -> float:
         return self.config.training_seconds if endpoint.is_training else self.config.latency
@@ -243,10 +315,8 @@ class Engine:
         self._pump()
 
     def _dequeue(self, job: Job, outcome: Outcome) -> None:
-        del self._queue[job.id]
-        self._positions = None
-        for waiting in self._queue.values():
-            waiting.touch()
+        self._unqueue(job)
+        self._moved()
         self._finish(job, outcome)
 
     def _expire(self, job: Job) -> None:
@@ -343,6 +413,7 @@ class Engine:
             task.cancel()
         for job in self.jobs.values():
             job.touch()
+        self._moved()
         await asyncio.gather(*tasks, return_exceptions=True)
 
 

@@ -179,7 +179,7 @@ async def status_events(engine: Engine, job: Job, base: str, with_logs: bool) ->
         deadline = last_sent + engine.config.ping_interval
         next_log = job.next_log_at(now) if with_logs else None
         wake = deadline if next_log is None else min(deadline, next_log)
-        if not await job.changed(wake - now) and loop.time() >= deadline:
+        if not await engine.changed(job, wake - now) and loop.time() >= deadline:
             yield ": ping\n\n"
             last_sent = loop.time()
 
