@@ -11,6 +11,7 @@ import base64
 import functools
 import hashlib
 import io
+import math
 import textwrap
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -106,8 +107,8 @@ def _text_mask(text: str, size: int) -> Any:
     from PIL import Image, ImageDraw
 
     font = _font(size)
-    left, top, right, bottom = font.getbbox(text)
-    mask = Image.new("L", (max(1, right), max(1, bottom)), 0)
+    _, _, right, bottom = font.getbbox(text)
+    mask = Image.new("L", (max(1, math.ceil(right)), max(1, math.ceil(bottom))), 0)
     ImageDraw.Draw(mask).text((0, 0), text, font=font, fill=255)
     return mask
 
