@@ -4,18 +4,23 @@ By default one app serves every role under a path prefix (``/queue``, ``/run``, 
 ``/cdn``), matching :meth:`falkit.config.Settings.with_urls`. A role can instead own a whole
 listener at its root (``root_role``), which is how the official client, whose queue and run
 hosts take no path, is pointed at the emulator.
+
+The combined app also answers ``GET /_emulator/stats`` (and ``POST /_emulator/stats/reset``)
+for harnesses in other processes: the counters of :class:`~falkit.emulator.config.Stats` plus
+jobs by state. That prefix is the emulator's own, so it cannot clash with a Fal path; those
+requests need no key and are not counted.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal
+from typing import Any, Literal
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Mount
+from starlette.routing import BaseRoute, Mount, Route
 
 from falkit.emulator.config import EmulatorConfig
 from falkit.emulator.engine import Engine
@@ -37,6 +42,32 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return JSONResponse({"detail": detail}, status_code=code)
 
 
+STATS_PREFIX = "/_emulator"
+
+
+def stats_body(engine: Engine) -> dict[str, Any]:
+    """Counters and jobs by state, as ``GET /_emulator/stats`` answers them."""
+    jobs = {"queued": engine.queued, "running": engine.running, "completed": engine.completed}
+    return {**engine.stats.snapshot(), "jobs": jobs}
+
+
+async def _stats(request: Request) -> Response:
+    return JSONResponse(stats_body(request.app.state.emulator))
+
+
+async def _stats_reset(request: Request) -> Response:
+    engine: Engine = request.app.state.emulator
+    engine.stats.reset()
+    return JSONResponse(stats_body(engine))
+
+
+def stats_routes() -> list[BaseRoute]:
+    return [
+        Route("/stats", _stats, methods=["GET"]),
+        Route("/stats/reset", _stats_reset, methods=["POST"]),
+    ]
+
+
 def create_app(
     config: EmulatorConfig | None = None,
     *,
@@ -53,6 +84,7 @@ def create_app(
         routes: list[BaseRoute] = [
             Mount(f"/{role}", routes=make(f"/{role}")) for role, make in ROLES.items()
         ]
+        routes.append(Mount(STATS_PREFIX, routes=stats_routes()))
     else:
         routes = ROLES[root_role]("")
     app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass
@@ -55,6 +56,19 @@ class Stats:
     def count_submit(self, endpoint_id: str) -> None:
         self.submits += 1
         self.submits_by_endpoint[endpoint_id] += 1
+
+    def snapshot(self) -> dict[str, Any]:
+        """The counters as JSON-ready data (what ``GET /_emulator/stats`` answers)."""
+        return {
+            "submits": self.submits,
+            "submits_by_endpoint": dict(self.submits_by_endpoint),
+            "requests": dict(self.requests),
+            "webhooks": {
+                "attempts": self.webhook_attempts,
+                "delivered": self.webhooks_delivered,
+                "failed": self.webhooks_failed,
+            },
+        }
 
     def reset(self) -> None:
         """Start counting from zero (jobs and files are kept)."""

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import functools
 import socket
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -223,16 +225,78 @@ def run_emulator(
     return EmulatorServer(config, ssl=ssl, split_roles=split_roles, host=host, port=port)
 
 
-def serve(host: str = "127.0.0.1", port: int = 8765, config: EmulatorConfig | None = None) -> None:
-    """Serve until interrupted (``falkit emulator``); URLs follow each request's Host header."""
+def url_host(host: str) -> str:
+    """How a client reaches a listener bound to ``host`` (wildcards become loopback)."""
+    if host in ("0.0.0.0", ""):
+        return "127.0.0.1"
+    if host == "::":
+        return "[::1]"
+    return f"[{host}]" if ":" in host else host
+
+
+def _log_config(access_log: bool) -> dict[str, Any]:
+    """uvicorn's logging, everything on stderr (stdout stays free for ``--env`` lines)."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    config: dict[str, Any] = copy.deepcopy(LOGGING_CONFIG)
+    config["handlers"]["access"]["stream"] = "ext://sys.stderr"
+    config["loggers"]["uvicorn.access"]["level"] = "INFO" if access_log else "WARNING"
+    return config
+
+
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 8765,
+    config: EmulatorConfig | None = None,
+    *,
+    on_ready: Callable[[str], None] | None = None,
+    access_log: bool = False,
+) -> None:
+    """Serve until SIGINT or SIGTERM (``falkit emulator``); URLs follow each request's Host.
+
+    ``port=0`` picks a free port. ``on_ready(base_url)`` is called once the listener accepts
+    connections. On shutdown the engine stops its jobs first, so open SSE status streams end
+    instead of holding the graceful shutdown open. Logs go to stderr; the access log only with
+    ``access_log``.
+    """
     import uvicorn
 
-    uvicorn.run(
-        create_app(config),
-        host=host,
-        port=port,
-        http=protocol_class(),
-        ws="none",
-        lifespan="off",
-        log_level="info",
+    engine = Engine(config)
+    app = create_app(engine=engine)
+    sock = _bind(host, port)
+    base_url = f"http://{url_host(host)}:{sock.getsockname()[1]}"
+
+    class EmulatorUvicorn(uvicorn.Server):
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            await engine.aclose()
+            await super().shutdown(sockets)
+
+    server = EmulatorUvicorn(
+        uvicorn.Config(
+            app,
+            http=protocol_class(),
+            ws="none",
+            lifespan="off",
+            log_config=_log_config(access_log),
+            log_level="info" if access_log else "warning",
+            access_log=access_log,
+            timeout_graceful_shutdown=2,
+            backlog=4096,
+        )
     )
+
+    async def main() -> None:
+        serving = asyncio.ensure_future(server.serve(sockets=[sock]))
+        deadline = time.monotonic() + START_TIMEOUT
+        while not server.started and not serving.done() and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        if server.started and on_ready is not None:
+            on_ready(base_url)
+        await serving
+
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:  # uvicorn re-raises the SIGINT it shut down for
+        pass
+    finally:
+        sock.close()
