@@ -14,6 +14,7 @@ import pytest
 
 from falkit.store import JobStore
 from tests.pg import Postgres, postgres
+from tests.store.helpers import on_connection
 
 __all__ = ["postgres"]
 
@@ -61,7 +62,7 @@ async def store(db_url: str, backend: str) -> AsyncIterator[JobStore]:
     if backend == "postgresql":
         from sqlalchemy import text
 
-        async with store.engine.begin() as conn:
-            await conn.execute(text(f"TRUNCATE {', '.join(TABLES)}"))
+        truncate = text(f"TRUNCATE {', '.join(TABLES)}")
+        await on_connection(store, lambda conn: conn.execute(truncate), write=True)
     yield store
     await store.close()

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from falkit.store import JobRecord, JobStore, NewImage
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+
+T = TypeVar("T")
 
 BIG_SEED = 15860307465884635512  # a real Fal seed; larger than PostgreSQL's BIGINT
 
@@ -21,6 +27,19 @@ async def new_job(store: JobStore, prompt: str = "a lighthouse at dusk", **kw: A
     }
     values.update(kw)
     return await store.create_job(**values)
+
+
+async def on_connection(
+    store: JobStore, fn: Callable[[Connection], T], *, write: bool = False
+) -> T:
+    """Run ``fn`` on one of the store's own connections (a reader's, or the writer's).
+
+    For tests that look under the records: pragmas, the schema, raw rows. A write runs in the
+    writer's group commit like any other operation.
+    """
+    if write:
+        return await store._write(fn)
+    return await store._read(fn)
 
 
 def image(index: int = 0, *, job: str = "j") -> NewImage:

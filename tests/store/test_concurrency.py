@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from falkit.errors import StoreError
-from falkit.store import JobStore
+from falkit.store import JobRecord, JobStore
 from tests.store.helpers import complete, new_job, submit
 
 N = 50
@@ -55,8 +55,10 @@ async def test_only_one_store_claims_a_pending_job(store: JobStore, db_url: str)
                 store.mark_submitting(job.id),
                 return_exceptions=True,
             )
-            assert sum(o is None for o in outcomes) == 1
-            assert all(isinstance(o, StoreError) for o in outcomes if o is not None)
+            claims = [o for o in outcomes if isinstance(o, JobRecord)]
+            assert len(claims) == 1
+            assert claims[0].status == "submitting"
+            assert all(isinstance(o, StoreError) for o in outcomes if o not in claims)
 
 
 async def test_fresh_database_opened_by_several_at_once_migrates_once(

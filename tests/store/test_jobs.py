@@ -37,8 +37,8 @@ async def test_create_submit_complete_cycle_stores_images(store: JobStore) -> No
     assert submitted.cancel_url == f"https://queue.fal.run/r/{request_id}/cancel"
     assert submitted.submitted_at is not None
 
-    await store.set_status(job.id, "submitted", queue_position=4)
-    assert (await _get(store, job.id)).queue_position == 4
+    await store.set_status(job.id, "submitted", queue_position=4)  # accepted, not stored
+    assert (await _get(store, job.id)).queue_position is None
     await store.set_status(job.id, "running")
     running = await _get(store, job.id)
     assert (running.status, running.queue_position) == ("running", None)

@@ -13,9 +13,10 @@ from sqlalchemy import inspect, text
 
 from falkit.errors import StoreError
 from falkit.store import JobStore
-from falkit.store.db import VERSION_TABLE, alembic_config, mask_url
-from falkit.store.models import Base
-from tests.store.helpers import new_job
+from falkit.store.db import mask_url
+from falkit.store.models import metadata
+from falkit.store.schema import VERSION_TABLE, alembic_config
+from tests.store.helpers import new_job, on_connection
 
 TABLES = {"jobs", "images", "loras", "uploads", "batches"}
 
@@ -29,14 +30,12 @@ def _head() -> str:
 
 
 async def _version(store: JobStore) -> list[str]:
-    async with store.engine.connect() as conn:
-        rows = await conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}"))
-        return [row[0] for row in rows]
+    query = text(f"SELECT version_num FROM {VERSION_TABLE}")
+    return await on_connection(store, lambda conn: [row[0] for row in conn.execute(query)])
 
 
 async def _tables(store: JobStore) -> set[str]:
-    async with store.engine.connect() as conn:
-        return set(await conn.run_sync(lambda c: inspect(c).get_table_names()))
+    return await on_connection(store, lambda conn: set(inspect(conn).get_table_names()))
 
 
 async def test_migrates_from_empty_and_reopens_idempotently(empty_url: str) -> None:
@@ -62,10 +61,10 @@ async def test_schema_after_migrations_matches_the_models(empty_url: str) -> Non
         context = MigrationContext.configure(
             conn, opts={"compare_type": True, "version_table": VERSION_TABLE}
         )
-        return list(compare_metadata(context, Base.metadata))
+        return list(compare_metadata(context, metadata))
 
-    async with await JobStore.open(empty_url) as store, store.engine.connect() as conn:
-        assert await conn.run_sync(diff) == []
+    async with await JobStore.open(empty_url) as store:
+        assert await on_connection(store, diff) == []
 
 
 def test_migrations_form_one_append_only_chain() -> None:
@@ -82,19 +81,21 @@ def test_migrations_form_one_append_only_chain() -> None:
 
 async def test_backend_settings(store: JobStore, backend: str) -> None:
     """SQLite: WAL, a busy timeout, foreign keys; PostgreSQL: real timestamptz columns."""
-    async with store.engine.connect() as conn:
-        if backend == "sqlite":
-            assert (await conn.exec_driver_sql("PRAGMA journal_mode")).scalar() == "wal"
-            assert (await conn.exec_driver_sql("PRAGMA busy_timeout")).scalar() == 30_000
-            assert (await conn.exec_driver_sql("PRAGMA foreign_keys")).scalar() == 1
-        else:
-            kind = await conn.scalar(
-                text(
-                    "SELECT data_type FROM information_schema.columns "
-                    "WHERE table_name = 'jobs' AND column_name = 'created_at'"
-                )
-            )
-            assert kind == "timestamp with time zone"
+    if backend == "sqlite":
+        pragmas = ("journal_mode", "busy_timeout", "foreign_keys")
+
+        def read(conn: Any) -> list[Any]:
+            return [conn.exec_driver_sql(f"PRAGMA {name}").scalar() for name in pragmas]
+
+        for write in (False, True):  # a reader's connection and the writer's
+            assert await on_connection(store, read, write=write) == ["wal", 30_000, 1]
+    else:
+        query = text(
+            "SELECT data_type FROM information_schema.columns "
+            "WHERE table_name = 'jobs' AND column_name = 'created_at'"
+        )
+        kind = await on_connection(store, lambda conn: conn.execute(query).scalar())
+        assert kind == "timestamp with time zone"
 
 
 async def test_open_creates_the_sqlite_folder_or_uses_the_server(

@@ -1,7 +1,8 @@
 """The library store: what falkit remembers about every job, image, LoRA, upload and batch.
 
-``JobStore.open(url)`` opens SQLite (the default, under FALKIT_HOME) or PostgreSQL and migrates
-it. The records are plain frozen dataclasses; importing them does not import SQLAlchemy.
+``JobStore.open(url)`` opens SQLite (the default, under FALKIT_HOME) or PostgreSQL, migrating it
+only when its schema is behind. The records are plain frozen dataclasses; importing them does
+not import SQLAlchemy, and opening a SQLite store imports neither the ORM nor Alembic.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from falkit.store.records import (
     JobStatus,
     LoraRecord,
     NewImage,
+    NewJob,
 )
+from falkit.store.stats import StoreStats
 
 if TYPE_CHECKING:
     from falkit.store.jobs import JobStore
@@ -28,6 +31,8 @@ __all__ = [
     "JobStore",
     "LoraRecord",
     "NewImage",
+    "NewJob",
+    "StoreStats",
 ]
 
 

@@ -1,49 +1,77 @@
-"""What every part of the store shares: the engine, short transactions, and error translation.
+"""What every part of the store shares: opening, the writer and readers, error translation.
 
-Writes go one at a time per process on SQLite (an asyncio lock in front of SQLite's own write
-lock), so 64 coroutines of a batch queue here instead of spinning on "database is locked".
-PostgreSQL takes concurrent writers as they come.
+Every write is a small sync function over a SQLAlchemy Core connection, queued to the store's
+one writer (group commit: see writer.py); every read is one too, run where it need not wait for
+the writer (see backends.py). Both answer awaitables, so the public methods stay async.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any, Self, cast
+import asyncio
+import functools
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Concatenate, NoReturn, ParamSpec, Self, TypeVar
 
-from falkit.errors import FalkitError, NotFoundError, StoreError
-from falkit.store.db import mask_url, writer
+from falkit.errors import FalkitError, NotFoundError, StoreError, ValidationError
+from falkit.store.db import mask_url
 
 if TYPE_CHECKING:
-    import asyncio
+    from sqlalchemy.engine import Connection
 
-    from sqlalchemy.engine import CursorResult, Result
-    from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+    from falkit.store.backends import Backend
+    from falkit.store.stats import Counters, StoreStats
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 class StoreBase:
     """An open library database; subclasses add the operations."""
 
-    def __init__(self, engine: AsyncEngine, url: str) -> None:
-        import asyncio
-
-        from sqlalchemy.ext.asyncio import async_sessionmaker
-
-        self._engine = engine
+    def __init__(self, backend: Backend, url: str, dialect: str, counters: Counters) -> None:
+        self._backend = backend
         self._url = mask_url(url)
-        self._dialect = engine.dialect.name
-        self._reads: async_sessionmaker[AsyncSession] = async_sessionmaker(
-            engine, expire_on_commit=False
-        )
-        self._writes: async_sessionmaker[AsyncSession] = async_sessionmaker(
-            writer(engine), expire_on_commit=False
-        )
-        sqlite = self._dialect == "sqlite"
-        self._write_lock: asyncio.Lock | None = asyncio.Lock() if sqlite else None
-        # One shared connection (an in-memory SQLite database) cannot interleave transactions.
-        single = sqlite and engine.url.database in (None, "", ":memory:")
-        self._read_lock = self._write_lock if single else None
+        self._dialect = dialect
+        self._counters = counters
         self._closed = False
+
+    @classmethod
+    async def open(cls, url: str, *, pool_size: int | None = None) -> Self:
+        """Open (creating the SQLite file and its folder), migrating only when behind.
+
+        ``pool_size`` is how many connections the store holds: one for its writer, the rest
+        for reads (default 3 on SQLite, 5 on PostgreSQL; at least 2).
+        """
+        from falkit.store.backends import (
+            POSTGRES_POOL_SIZE,
+            SQLITE_POOL_SIZE,
+            PostgresBackend,
+            SqliteBackend,
+        )
+        from falkit.store.db import parse_url
+        from falkit.store.stats import Counters
+
+        if pool_size is not None and pool_size < 2:
+            raise ValidationError.field("pool_size", f"{pool_size}", "2 or more")
+        parsed = parse_url(url)
+        counters = Counters()
+        dialect = parsed.get_backend_name()
+        try:
+            backend: Backend
+            if dialect == "sqlite":
+                size = pool_size or SQLITE_POOL_SIZE
+                backend = await SqliteBackend.open(parsed, size, counters)
+            else:
+                size = pool_size or POSTGRES_POOL_SIZE
+                backend = await PostgresBackend.open(parsed, size, counters)
+        except StoreError:
+            raise
+        except Exception as exc:
+            reason = mask_url(str(exc) or type(exc).__name__).splitlines()[0]
+            raise StoreError(
+                f"cannot open database at {mask_url(url)}: {reason}; check FALKIT_DATABASE_URL"
+            ) from exc
+        return cls(backend, url, dialect, counters)
 
     @property
     def url(self) -> str:
@@ -56,14 +84,15 @@ class StoreBase:
         return self._dialect
 
     @property
-    def engine(self) -> AsyncEngine:
-        return self._engine
+    def stats(self) -> StoreStats:
+        """Statements sent and transactions committed so far (subtract two snapshots)."""
+        return self._counters.snapshot()
 
     async def close(self) -> None:
-        """Release every connection; the store cannot be used afterwards."""
+        """Apply queued writes, then release every connection; the store is unusable after."""
         if not self._closed:
             self._closed = True
-            await self._engine.dispose()
+            await self._backend.close()
 
     async def __aenter__(self) -> Self:
         return self
@@ -74,57 +103,56 @@ class StoreBase:
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self._url!r})"
 
-    @contextlib.asynccontextmanager
-    async def _read(self) -> AsyncIterator[AsyncSession]:
-        """A short read-only transaction."""
-        async with _maybe(self._read_lock), self._translate(), self._reads.begin() as session:
-            yield session
+    async def _write(
+        self, fn: Callable[Concatenate[Connection, P], T], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """Queue a write operation and wait for its outcome (its batch has committed)."""
+        self._check_open()
+        call = functools.partial(fn, **kwargs) if kwargs else fn
+        try:
+            return await self._backend.submit(call, args)  # type: ignore[no-any-return]
+        except Exception as exc:
+            self._raise(exc)
 
-    @contextlib.asynccontextmanager
-    async def _write(self) -> AsyncIterator[AsyncSession]:
-        """A short write transaction: committed on exit, rolled back on error."""
-        async with _maybe(self._write_lock), self._translate(), self._writes.begin() as session:
-            yield session
+    async def _write_all(
+        self, calls: list[tuple[Callable[..., Any], tuple[Any, ...]]]
+    ) -> list[Any]:
+        """Queue several operations at once (in this order), then wait for all of them.
 
-    @contextlib.asynccontextmanager
-    async def _translate(self) -> AsyncIterator[None]:
-        """Database failures as StoreError (our own errors pass through unchanged)."""
-        from sqlalchemy.exc import SQLAlchemyError
+        Each one is applied whatever happens to the others; the first failure is raised.
+        """
+        self._check_open()
+        futures = [self._backend.submit(fn, args) for fn, args in calls]
+        outcomes = await asyncio.gather(*futures, return_exceptions=True)
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                self._raise(outcome)
+        return outcomes
 
+    async def _read(
+        self, fn: Callable[Concatenate[Connection, P], T], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """Run a read function on a reader's connection, in one transaction."""
+        self._check_open()
+        call = functools.partial(fn, **kwargs) if kwargs else fn
+        try:
+            return await self._backend.read(call, args)  # type: ignore[no-any-return]
+        except Exception as exc:
+            self._raise(exc)
+
+    def _check_open(self) -> None:
         if self._closed:
             raise StoreError(f"the library store ({self._url}) is closed")
-        try:
-            yield
-        except FalkitError:
-            raise
-        except (SQLAlchemyError, OSError) as exc:
-            reason = mask_url(str(getattr(exc, "orig", None) or exc)).splitlines()[0]
-            raise StoreError(f"library database error ({self._url}): {reason}") from exc
 
-    def _insert(self, model: type[Any]) -> Any:
-        """An INSERT for this backend, with its ON CONFLICT clauses available."""
-        if self._dialect == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert as pg_insert
+    def _raise(self, exc: BaseException) -> NoReturn:
+        """Database failures as StoreError (our own errors and others pass through)."""
+        from sqlalchemy.exc import SQLAlchemyError
 
-            return pg_insert(model)
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-        return sqlite_insert(model)
-
-
-def rowcount(result: Result[Any]) -> int:
-    """How many rows an UPDATE, DELETE or INSERT … ON CONFLICT touched."""
-    return int(cast("CursorResult[Any]", result).rowcount)
+        if isinstance(exc, FalkitError) or not isinstance(exc, SQLAlchemyError | OSError):
+            raise exc
+        reason = mask_url(str(getattr(exc, "orig", None) or exc)).splitlines()[0]
+        raise StoreError(f"library database error ({self._url}): {reason}") from exc
 
 
 def no_job(job_id: str) -> NotFoundError:
     return NotFoundError(f"no job {job_id!r} in the library; see `falkit jobs list`")
-
-
-@contextlib.asynccontextmanager
-async def _maybe(lock: asyncio.Lock | None) -> AsyncIterator[None]:
-    if lock is None:
-        yield
-    else:
-        async with lock:
-            yield

@@ -1,15 +1,28 @@
-"""The parts of the library that are not jobs: named LoRAs, the uploads cache, and batches."""
+"""The parts of the library that are not jobs: named LoRAs, the uploads cache, and batches.
+
+Writes here are rare (a LoRA trained, a batch started), but go through the same writer as the
+journal, so one store has one writer; their sync operation functions sit at the bottom.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import datetime as dt
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, select
 
 from falkit.errors import ValidationError
-from falkit.store.base import StoreBase, rowcount
-from falkit.store.models import Batch, Lora, Upload, utcnow
+from falkit.store import rows
+from falkit.store.base import StoreBase
+from falkit.store.models import batches, loras, uploads
 from falkit.store.records import BatchRecord, LoraRecord
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
 
 
 class LibraryMixin(StoreBase):
@@ -41,57 +54,31 @@ class LibraryMixin(StoreBase):
             "local_path": local_path,
             "job_id": job_id,
             "params": dict(params),
-            "created_at": utcnow(),
+            "created_at": _utcnow(),
         }
-        stmt = self._insert(Lora).values(**values)
-        if replace:
-            stmt = stmt.on_conflict_do_update(index_elements=["name"], set_=values)
-        else:
-            stmt = stmt.on_conflict_do_nothing(index_elements=["name"])
-        async with self._write() as session:
-            if rowcount(await session.execute(stmt)) == 0:
-                raise ValidationError.field(
-                    "name",
-                    f"a LoRA named {name!r} already exists",
-                    allowed=f"another name, or `falkit lora remove {name}` first",
-                )
-            lora = await session.get_one(Lora, name, populate_existing=True)
-            return lora.to_record()
+        return await self._write(_add_lora, values, replace)
 
     async def get_lora(self, name: str) -> LoraRecord | None:
-        async with self._read() as session:
-            lora = await session.get(Lora, name.strip())
-            return lora.to_record() if lora else None
+        return await self._read(rows.lora_row, name.strip())
 
     async def list_loras(self) -> list[LoraRecord]:
         """Every LoRA, by name."""
-        async with self._read() as session:
-            rows = await session.scalars(select(Lora).order_by(Lora.name))
-            return [lora.to_record() for lora in rows]
+        return await self._read(_list, select(loras).order_by(loras.c.name), rows.lora_record)
 
     async def remove_lora(self, name: str) -> bool:
         """Forget a LoRA (its files are left alone); False if there was none by that name."""
-        async with self._write() as session:
-            result = await session.execute(delete(Lora).where(Lora.name == name.strip()))
-            return rowcount(result) > 0
+        return await self._write(_remove_lora, name.strip())
 
     # ---- uploads ----
 
     async def remember_upload(self, sha256: str, url: str, size_bytes: int) -> None:
         """Remember where a file's content was uploaded, so it is uploaded once."""
-        values = {"sha256": sha256, "url": url, "size_bytes": size_bytes, "created_at": utcnow()}
-        stmt = self._insert(Upload).values(**values)
-        stmt = stmt.on_conflict_do_update(index_elements=["sha256"], set_=values)
-        async with self._write() as session:
-            await session.execute(stmt)
+        values = {"sha256": sha256, "url": url, "size_bytes": size_bytes, "created_at": _utcnow()}
+        await self._write(_remember_upload, values)
 
     async def find_upload(self, sha256: str) -> str | None:
         """The URL a file with this content hash was uploaded to, if any."""
-        async with self._read() as session:
-            url: str | None = await session.scalar(
-                select(Upload.url).where(Upload.sha256 == sha256)
-            )
-            return url
+        return await self._read(_find_upload, sha256)
 
     # ---- batches ----
 
@@ -107,29 +94,23 @@ class LibraryMixin(StoreBase):
         """Record a batch; if it exists already (a resumed batch), the stored one is returned."""
         if not batch_id or not batch_id.strip():
             raise ValidationError.field("batch_id", "must not be empty")
-        stmt = self._insert(Batch).values(
-            id=batch_id,
-            spec=dict(spec),
-            out_dir=out_dir,
-            budget_usd=budget_usd,
-            total_jobs=total_jobs,
-            created_at=utcnow(),
-        )
-        async with self._write() as session:
-            await session.execute(stmt.on_conflict_do_nothing(index_elements=["id"]))
-            batch = await session.get_one(Batch, batch_id, populate_existing=True)
-            return batch.to_record()
+        values = {
+            "id": batch_id,
+            "spec": dict(spec),
+            "out_dir": out_dir,
+            "budget_usd": budget_usd,
+            "total_jobs": total_jobs,
+            "created_at": _utcnow(),
+        }
+        return await self._write(_create_batch, values)
 
     async def get_batch(self, batch_id: str) -> BatchRecord | None:
-        async with self._read() as session:
-            batch = await session.get(Batch, batch_id)
-            return batch.to_record() if batch else None
+        return await self._read(rows.batch_row, batch_id)
 
     async def list_batches(self, limit: int = 20) -> list[BatchRecord]:
         """The most recent batches, newest first."""
-        query = select(Batch).order_by(Batch.created_at.desc(), Batch.id.desc()).limit(limit)
-        async with self._read() as session:
-            return [batch.to_record() for batch in await session.scalars(query)]
+        query = select(batches).order_by(batches.c.created_at.desc(), batches.c.id.desc())
+        return await self._read(_list, query.limit(limit), rows.batch_record)
 
 
 def _check_name(name: str) -> str:
@@ -139,3 +120,59 @@ def _check_name(name: str) -> str:
     if len(name) > 200:
         raise ValidationError.field("name", "too long", allowed="at most 200 characters")
     return name
+
+
+def _insert(conn: Connection, table: Any) -> Any:
+    """An INSERT for this backend, with its ON CONFLICT clauses available."""
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(table)
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(table)
+
+
+def _add_lora(conn: Connection, values: dict[str, Any], replace: bool) -> LoraRecord:
+    stmt = _insert(conn, loras).values(**values)
+    if replace:
+        stmt = stmt.on_conflict_do_update(index_elements=["name"], set_=values)
+    else:
+        stmt = stmt.on_conflict_do_nothing(index_elements=["name"])
+    row = conn.execute(stmt.returning(*loras.c)).first()
+    if row is None:
+        name = values["name"]
+        raise ValidationError.field(
+            "name",
+            f"a LoRA named {name!r} already exists",
+            allowed=f"another name, or `falkit lora remove {name}` first",
+        )
+    return rows.lora_record(row)
+
+
+def _remove_lora(conn: Connection, name: str) -> bool:
+    return conn.execute(delete(loras).where(loras.c.name == name)).rowcount > 0
+
+
+def _remember_upload(conn: Connection, values: dict[str, Any]) -> None:
+    stmt = _insert(conn, uploads).values(**values)
+    conn.execute(stmt.on_conflict_do_update(index_elements=["sha256"], set_=values))
+
+
+def _find_upload(conn: Connection, sha256: str) -> str | None:
+    url = conn.execute(select(uploads.c.url).where(uploads.c.sha256 == sha256)).scalar()
+    return str(url) if url is not None else None
+
+
+def _create_batch(conn: Connection, values: dict[str, Any]) -> BatchRecord:
+    stmt = _insert(conn, batches).values(**values).on_conflict_do_nothing(index_elements=["id"])
+    row = conn.execute(stmt.returning(*batches.c)).first()
+    if row is not None:
+        return rows.batch_record(row)
+    stored = rows.batch_row(conn, values["id"])
+    assert stored is not None  # the conflict was with this very row
+    return stored
+
+
+def _list(conn: Connection, query: Any, record: Any) -> list[Any]:
+    return [record(row) for row in conn.execute(query)]

@@ -41,6 +41,20 @@ class NewImage:
 
 
 @dataclass(frozen=True)
+class NewJob:
+    """A job to journal in bulk (``JobStore.create_jobs``): what ``create_job`` takes."""
+
+    kind: str
+    model: str
+    endpoint_id: str
+    arguments: dict[str, Any]
+    estimated_cost: float | None
+    batch_id: str | None = None
+    batch_index: int | None = None
+    job_id: str | None = None
+
+
+@dataclass(frozen=True)
 class ImageRecord:
     """One output image of a job, as kept on disk."""
 
@@ -88,6 +102,7 @@ class JobRecord:
     completed_at: dt.datetime | None
     updated_at: dt.datetime
     images: tuple[ImageRecord, ...] = ()
+    submitter: str | None = None  # who claimed the submit (last, so old constructors work)
 
     @property
     def prompt(self) -> str | None:

@@ -1,0 +1,106 @@
+"""Finding jobs again: sync queries over a Core connection, run on a reader's connection."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import ColumnElement, func, or_, select
+
+from falkit.errors import ValidationError
+from falkit.store import rows
+from falkit.store.models import jobs
+from falkit.store.records import JOB_STATUSES, UNFINISHED, JobRecord
+
+if TYPE_CHECKING:
+    from sqlalchemy import Select
+    from sqlalchemy.engine import Connection
+
+_J = jobs.c
+
+
+def find_job(conn: Connection, ref: str) -> JobRecord | None:
+    """A job by id, by Fal request id, or by a unique prefix of its id."""
+    exact = select(jobs).where(or_(_J.id == ref, _J.request_id == ref)).limit(1)
+    row = conn.execute(exact).first()
+    if row is None:
+        like = select(jobs).where(_J.id.startswith(ref, autoescape=True)).limit(2)
+        found = list(conn.execute(like))
+        if len(found) > 1:
+            raise ValidationError.field(
+                "job_id", f"{ref!r} matches several jobs", "more characters of the id"
+            )
+        row = found[0] if found else None
+    return rows.one_job(conn, row) if row is not None else None
+
+
+def list_jobs(conn: Connection, query: Select[Any]) -> list[JobRecord]:
+    return rows.job_records(conn, conn.execute(query))
+
+
+def total_spend(conn: Connection, batch_id: str | None) -> float:
+    query = select(func.coalesce(func.sum(_J.cost_usd), 0.0)).where(*filters(batch_id=batch_id))
+    return round(float(conn.execute(query).scalar() or 0.0), 9)
+
+
+def search_query(
+    *,
+    search: str | None,
+    limit: int,
+    status: str | None,
+    kind: str | None,
+    batch_id: str | None,
+    model: str | None,
+    since: dt.datetime | None,
+) -> Select[Any]:
+    """Newest first; ``search`` matches prompt, model, id or request id (any case)."""
+    if limit < 1:
+        raise ValidationError.field("limit", f"{limit}", "1 or more")
+    query = select(jobs).where(
+        *filters(status=status, kind=kind, batch_id=batch_id, model=model, since=since)
+    )
+    if search and search.strip():
+        term = search.strip().lower()
+        columns = (_J.prompt, _J.model, _J.id, _J.request_id)
+        query = query.where(or_(*(func.lower(c).contains(term, autoescape=True) for c in columns)))
+    return query.order_by(_J.created_at.desc(), _J.id.desc()).limit(limit)
+
+
+def unfinished_query(kind: str | None) -> Select[Any]:
+    """Pending to running, oldest first: what a crash or Ctrl-C left behind."""
+    query = select(jobs).where(_J.status.in_(UNFINISHED), *filters(kind=kind))
+    return query.order_by(_J.created_at, _J.id)
+
+
+def batch_query(batch_id: str) -> Select[Any]:
+    """A batch's jobs in batch order."""
+    query = select(jobs).where(_J.batch_id == batch_id)
+    return query.order_by(_J.batch_index.asc().nulls_last(), _J.id)
+
+
+def check_status(status: str) -> None:
+    if status not in JOB_STATUSES:
+        raise ValidationError.field("status", f"unknown status {status!r}", ", ".join(JOB_STATUSES))
+
+
+def filters(
+    *,
+    status: str | None = None,
+    kind: str | None = None,
+    batch_id: str | None = None,
+    model: str | None = None,
+    since: dt.datetime | None = None,
+) -> list[ColumnElement[bool]]:
+    conditions: list[ColumnElement[bool]] = []
+    if status is not None:
+        check_status(status)
+        conditions.append(_J.status == status)
+    if kind is not None:
+        conditions.append(_J.kind == kind)
+    if batch_id is not None:
+        conditions.append(_J.batch_id == batch_id)
+    if model is not None:
+        conditions.append(_J.model == model)
+    if since is not None:
+        conditions.append(_J.created_at >= since)
+    return conditions

@@ -1,0 +1,107 @@
+"""Group commit: queued write operations applied in batches, one transaction per batch.
+
+Thousands of jobs each writing a few journal rows would otherwise queue one by one on SQLite's
+write lock, paying a transaction (and an fsync) each. Instead every write of a store is an
+``Op``: a small sync function over a SQLAlchemy Core ``Connection`` plus the future its caller
+awaits. One writer (a thread for SQLite, a task for PostgreSQL) takes whatever has queued up
+while the previous batch ran, applies it in one transaction, then resolves every future.
+
+The contract an operation function keeps: it either succeeds, or raises a ``FalkitError``
+(not found, not pending, …) before it has changed anything. Such an answer is that caller's
+outcome and the batch goes on. Any other exception (a constraint, a lost connection, a bug)
+rolls the batch back, and its operations are re-run one transaction each, so only the failing
+caller sees the failure. Operations are applied in the order they were queued.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from falkit.errors import FalkitError
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+
+    from falkit.store.stats import Counters
+
+MAX_BATCH = 500  # operations per transaction: bounds how long one batch holds the write lock
+
+Outcome = tuple[bool, Any]  # (True, result) or (False, exception)
+
+
+class Op:
+    """One queued write: what to run, and where its caller waits for the outcome."""
+
+    __slots__ = ("args", "fn", "future", "loop")
+
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        future: asyncio.Future[Any],
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        self.fn = fn
+        self.args = args
+        self.future = future
+        self.loop = loop
+
+
+def new_op(fn: Callable[..., Any], args: tuple[Any, ...]) -> Op:
+    """An operation for the running event loop's caller."""
+    loop = asyncio.get_running_loop()
+    return Op(fn, args, loop.create_future(), loop)
+
+
+def run_batch(conn: Connection, ops: Sequence[Op], counters: Counters) -> list[Outcome]:
+    """Apply ``ops`` in one transaction; on failure, each in its own. One outcome per op."""
+    try:
+        transaction = conn.begin()
+    except Exception as exc:  # e.g. the write lock stayed busy: nothing ran, all share it
+        _rollback(conn)
+        return [(False, exc)] * len(ops)
+    outcomes: list[Outcome] = []
+    try:
+        for op in ops:
+            try:
+                outcomes.append((True, op.fn(conn, *op.args)))
+            except FalkitError as exc:  # an answer, not a failure: nothing was written
+                outcomes.append((False, exc))
+        transaction.commit()
+    except Exception as exc:
+        _rollback(conn)
+        if len(ops) == 1:
+            return [(False, exc)]
+        return [run_batch(conn, [op], counters)[0] for op in ops]
+    counters.committed(len(ops))
+    return outcomes
+
+
+def _rollback(conn: Connection) -> None:
+    with contextlib.suppress(Exception):  # a dead connection: it is replaced afterwards
+        conn.rollback()
+
+
+def settle(ops: Sequence[Op], outcomes: Sequence[Outcome]) -> None:
+    """Resolve each op's future on its own loop (from any thread): one wake-up per loop."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Op, Outcome]]] = defaultdict(list)
+    for op, outcome in zip(ops, outcomes, strict=True):
+        by_loop[op.loop].append((op, outcome))
+    for loop, pairs in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # that loop has closed: nobody is waiting
+            loop.call_soon_threadsafe(resolve, pairs)
+
+
+def resolve(pairs: Sequence[tuple[Op, Outcome]]) -> None:
+    """Hand each outcome to its waiting caller (a caller that gave up is skipped)."""
+    for op, (ok, value) in pairs:
+        if op.future.done():
+            continue
+        if ok:
+            op.future.set_result(value)
+        else:
+            op.future.set_exception(value)
