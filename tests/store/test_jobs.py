@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 
 import pytest
@@ -297,3 +298,67 @@ async def test_total_spend_sums_recorded_costs(store: JobStore) -> None:
     assert await store.total_spend() == pytest.approx(0.15)
     assert await store.total_spend(batch_id="b1") == pytest.approx(0.05)
     assert await store.total_spend(batch_id="nope") == 0.0
+
+
+async def test_set_status_answers_none_for_a_finished_job(store: JobStore) -> None:
+    job = await new_job(store)
+    running = await store.set_status(job.id, "running")
+    assert running is not None
+    assert running.status == "running"
+    await store.fail_job(job.id, error="gone", status="cancelled")
+    assert await store.set_status(job.id, "running") is None
+    assert (await _get(store, job.id)).status == "cancelled"
+
+
+async def test_a_claim_names_its_submitter_and_can_be_released(store: JobStore) -> None:
+    job = await new_job(store)
+    claimed = await store.mark_submitting(job.id, submitter="pid 4242 on host-a")
+    assert (claimed.status, claimed.submitter) == ("submitting", "pid 4242 on host-a")
+    with pytest.raises(StoreError, match="submitting, not pending"):
+        await store.mark_submitting(job.id, submitter="someone else")
+    released = await store.release_submitting(job.id)
+    assert (released.status, released.submitter) == ("pending", None)
+    again = await store.mark_submitting(job.id)
+    assert (again.status, again.submitter) == ("submitting", None)
+
+    await submit_only(store, job.id)
+    kept = await store.release_submitting(job.id)  # submitted: not a claim to give back
+    assert kept.status == "submitted"
+    assert kept == await _get(store, job.id)
+    with pytest.raises(NotFoundError):
+        await store.release_submitting("j_missing")
+
+
+async def test_fail_records_what_fal_may_still_charge(store: JobStore) -> None:
+    job = await new_job(store)
+    await submit(store, job.id)
+    failed = await store.fail_job(job.id, error="timed out", cost_usd=0.025)
+    assert (failed.status, failed.cost_usd) == ("failed", 0.025)
+    again = await store.fail_job(job.id, error="still failed")
+    assert again.cost_usd == 0.025  # None keeps the recorded cost
+    assert await store.total_spend() == 0.025
+
+    done = await new_job(store)
+    await complete(store, done.id, cost=0.01)
+    kept = await store.fail_job(done.id, error="late", cost_usd=5.0)
+    assert (kept.status, kept.cost_usd, len(kept.images)) == ("completed", 0.01, 1)
+
+
+async def test_list_by_model_and_since(store: JobStore) -> None:
+    schnell = await new_job(store)
+    dev = await new_job(store, model="flux-dev")
+    assert [j.id for j in await store.list_jobs(model="flux-dev")] == [dev.id]
+    assert [j.id for j in await store.list_jobs(since=dev.created_at)] == [dev.id]
+    naive = schnell.created_at.replace(tzinfo=None)  # taken as UTC
+    assert len(await store.list_jobs(since=naive)) == 2
+    later = dev.created_at + dt.timedelta(seconds=1)
+    assert await store.list_jobs(since=later) == []
+
+
+async def test_pool_size_must_leave_room_for_a_reader(db_url: str) -> None:
+    with pytest.raises(ValidationError, match="pool_size"):
+        await JobStore.open(db_url, pool_size=1)
+    async with await JobStore.open(db_url, pool_size=2) as store:
+        jobs = await asyncio.gather(*(new_job(store) for _ in range(20)))
+        found = await asyncio.gather(*(store.get_job(job.id) for job in jobs))
+        assert found == jobs

@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
+import datetime as dt
 import itertools
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import inspect, text
+from sqlalchemy import JSON, column, insert, inspect, table, text
 
 from falkit.errors import StoreError
 from falkit.store import JobStore
 from falkit.store.db import mask_url
-from falkit.store.models import metadata
-from falkit.store.schema import VERSION_TABLE, alembic_config
+from falkit.store.models import UTCDateTime, metadata
+from falkit.store.schema import HEAD_REVISION, VERSION_TABLE, alembic_config, upgrade
 from tests.store.helpers import new_job, on_connection
 
 TABLES = {"jobs", "images", "loras", "uploads", "batches"}
@@ -135,8 +138,6 @@ async def test_open_failure_names_the_fix_and_hides_the_password(
     ["mysql://u:p@h/db", "not a url at all", "mongodb://u:pw@h/db"],
 )
 def test_unsupported_urls_are_refused_before_connecting(url: str) -> None:
-    import asyncio
-
     with pytest.raises(StoreError, match="FALKIT_DATABASE_URL") as caught:
         asyncio.run(JobStore.open(url))
     assert ":p@" not in str(caught.value)
@@ -173,3 +174,103 @@ def test_importing_the_store_loads_no_database_code() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
     assert out.strip() == "False"
+
+
+def test_head_revision_constant_is_alembics_head() -> None:
+    """The fast open compares with HEAD_REVISION: it must name the newest migration."""
+    assert _head() == HEAD_REVISION
+
+
+def test_opening_an_up_to_date_sqlite_store_imports_no_orm_or_alembic(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'falkit.db'}"
+    asyncio.run(_open_and_close(url))  # creates and migrates the file
+    code = """
+import asyncio, sys
+from falkit.store import JobStore
+
+async def main(url):
+    async with await JobStore.open(url) as store:
+        job = await store.create_job(
+            kind="image", model="m", endpoint_id="e", arguments={}, estimated_cost=None
+        )
+        await store.mark_submitting(job.id, submitter="child")
+        assert (await store.get_job(job.id)).status == "submitting"
+
+asyncio.run(main(sys.argv[1]))
+heavy = ("alembic", "sqlalchemy.orm", "sqlalchemy.ext.asyncio", "aiosqlite", "mako")
+print(sorted(name for name in heavy if name in sys.modules))
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", code, url], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "[]"
+
+
+async def _open_and_close(url: str) -> None:
+    store = await JobStore.open(url)
+    await store.close()
+
+
+async def test_migrates_from_revision_0001_to_head(empty_url: str, backend: str) -> None:
+    """A library written by falkit 0.1 (revision 0001) is upgraded on open; its jobs stay."""
+    await _run_on_new_database(empty_url, backend, _at_0001_with_a_job)
+    async with await JobStore.open(empty_url) as store:
+        assert await _version(store) == [HEAD_REVISION]
+        old = await store.get_job("j_old")
+        assert old is not None
+        assert (old.prompt, old.status, old.submitter) == ("from 0001", "pending", None)
+        claimed = await store.mark_submitting("j_old", submitter="upgraded")
+        assert claimed.submitter == "upgraded"
+
+
+def _at_0001_with_a_job(conn: Any) -> None:
+    upgrade(conn, "0001")
+    assert "submitter" not in {c["name"] for c in inspect(conn).get_columns("jobs")}
+    old_jobs = table(
+        "jobs",
+        *(column(name) for name in ("id", "kind", "model", "endpoint_id", "prompt", "status")),
+        column("arguments", JSON()),
+        column("created_at", UTCDateTime()),
+        column("updated_at", UTCDateTime()),
+    )
+    now = dt.datetime.now(dt.UTC)
+    conn.execute(
+        insert(old_jobs).values(
+            id="j_old",
+            kind="image",
+            model="flux-schnell",
+            endpoint_id="fal-ai/flux/schnell",
+            prompt="from 0001",
+            status="pending",
+            arguments={"prompt": "from 0001"},
+            created_at=now,
+            updated_at=now,
+        )
+    )
+
+
+async def _run_on_new_database(url: str, backend: str, fn: Callable[[Any], None]) -> None:
+    """Run ``fn`` in a transaction on a database no store has opened (Alembic, raw rows)."""
+    if backend == "sqlite":
+        from sqlalchemy import create_engine
+
+        path = Path(url.split(":///", 1)[1])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(f"sqlite:///{path}")
+        with engine.begin() as conn:
+            fn(conn)
+        engine.dispose()
+        return
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    async_engine = create_async_engine(url)
+    async with async_engine.begin() as conn:
+        await conn.run_sync(fn)
+    await async_engine.dispose()
+
+
+async def test_an_in_memory_store_works_on_its_one_connection() -> None:
+    async with await JobStore.open("sqlite://") as store:
+        job = await new_job(store)
+        await store.set_status(job.id, "running")
+        assert [j.status for j in await store.list_jobs()] == ["running"]
