@@ -14,7 +14,18 @@ import functools
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import JSON, Float, String, bindparam, case, func, insert, select, update
+from sqlalchemy import (
+    JSON,
+    Float,
+    String,
+    bindparam,
+    case,
+    func,
+    insert,
+    literal_column,
+    select,
+    update,
+)
 
 from falkit.errors import StoreError, ValidationError
 from falkit.store import rows
@@ -28,6 +39,11 @@ if TYPE_CHECKING:
 
 NOT_OVERWRITTEN = ("completed", "failed", "cancelled")  # set_status leaves these alone
 _J = jobs.c
+
+
+def _among(statuses: tuple[str, ...]) -> Any:
+    """``status IN ('a', 'b')`` written into the SQL: no per-call expansion of a bound list."""
+    return _J.status.in_([literal_column(f"'{status}'") for status in statuses])
 
 
 def _id() -> Any:
@@ -61,7 +77,7 @@ _SUBMITTED = (
         response_url=bindparam("b_response_url", type_=String()),
         cancel_url=bindparam("b_cancel_url", type_=String()),
         status=case(
-            (_J.status.in_(("pending", "submitting", "unknown")), "submitted"), else_=_J.status
+            (_among(("pending", "submitting", "unknown")), "submitted"), else_=_J.status
         ),
         error=None,
         submitted_at=_now(),
@@ -71,7 +87,7 @@ _SUBMITTED = (
 )
 _STATUS = (
     update(jobs)
-    .where(_J.id == _id(), _J.status.not_in(NOT_OVERWRITTEN))
+    .where(_J.id == _id(), ~_among(NOT_OVERWRITTEN))
     .values(status=bindparam("b_status", type_=String()), updated_at=_now())
     .returning(*jobs.c)
 )
