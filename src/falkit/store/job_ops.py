@@ -76,9 +76,7 @@ _SUBMITTED = (
         status_url=bindparam("b_status_url", type_=String()),
         response_url=bindparam("b_response_url", type_=String()),
         cancel_url=bindparam("b_cancel_url", type_=String()),
-        status=case(
-            (_among(("pending", "submitting", "unknown")), "submitted"), else_=_J.status
-        ),
+        status=case((_among(("pending", "submitting", "unknown")), "submitted"), else_=_J.status),
         error=None,
         submitted_at=_now(),
         updated_at=_now(),
