@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import sys
+from pathlib import Path
 
 from falkit.errors import StoreError
 from falkit.store import JobRecord, JobStore
@@ -80,3 +82,50 @@ async def test_fresh_database_opened_by_several_at_once_migrates_once(
         finally:
             for s in stores:
                 await s.close()
+
+
+_CHILD = """
+import asyncio, sys
+from falkit.store import JobStore, NewImage
+
+async def main(url, name):
+    async with await JobStore.open(url) as store:
+        async def life(i):
+            job = await store.create_job(
+                kind="image", model="m", endpoint_id="e", arguments={"prompt": f"{name} {i}"},
+                estimated_cost=0.01, batch_id=name, batch_index=i,
+            )
+            await store.mark_submitting(job.id, submitter=name)
+            await store.set_submitted(
+                job.id, request_id=f"{name}-{i}", status_url="s", response_url="r", cancel_url="c"
+            )
+            image = NewImage(0, "u", f"/{name}/{i}.png", "0" * 64, 1, 8, 8, "image/png")
+            await store.complete_job(
+                job.id, seed=i, cost_usd=0.01, billable_units=1, timings=None, output={},
+                images=[image],
+            )
+        await asyncio.gather(*(life(i) for i in range(int(sys.argv[3]))))
+
+asyncio.run(main(sys.argv[1], sys.argv[2]))
+"""
+
+
+async def test_two_processes_share_one_sqlite_file(tmp_path: Path) -> None:
+    """A CLI generate and a `jobs resume` at once: two writers on one file, no failures."""
+    url = f"sqlite:///{tmp_path / 'falkit.db'}"
+    count = 150
+    async with await JobStore.open(url) as store:
+        children = [
+            await asyncio.create_subprocess_exec(
+                sys.executable, "-c", _CHILD, url, name, str(count)
+            )
+            for name in ("generate", "resume")
+        ]
+        codes = await asyncio.gather(*(child.wait() for child in children))
+        assert codes == [0, 0]
+        for name in ("generate", "resume"):
+            jobs = await store.batch_jobs(name)
+            assert len(jobs) == count
+            assert {(j.status, j.submitter, len(j.images)) for j in jobs} == {
+                ("completed", name, 1)
+            }

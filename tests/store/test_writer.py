@@ -210,3 +210,21 @@ async def test_close_applies_what_is_queued(db_url: str) -> None:
         stored = await again.get_job(job.id)
         assert stored is not None
         assert stored.status == "running"
+
+
+async def test_reads_do_not_wait_behind_a_blocked_write(
+    store: JobStore, db_url: str, backend: str
+) -> None:
+    job = await new_job(store)
+    async with _writes_held(db_url, backend):
+        write = asyncio.ensure_future(store.set_status(job.id, "running"))
+        await asyncio.sleep(0)  # one loop turn: the write is queued (and its writer blocked)
+        seen = await store.get_job(job.id)
+        listed = await store.list_jobs()
+        assert not write.done()
+    assert seen is not None
+    assert seen.status == "pending"
+    assert [j.id for j in listed] == [job.id]
+    written = await write
+    assert written is not None
+    assert written.status == "running"

@@ -202,8 +202,10 @@ class PostgresBackend:
         """Apply what is queued, stop the writer, release every connection."""
         self._closing = True
         self._wakeup.set()
-        if self._task is not None:
+        if self._task is not None and not self._task.done():
             await asyncio.shield(self._task)
+        while self._pending:  # left by a writer task that was cancelled (its loop shut down)
+            self._pending.popleft().future.cancel()
         if self._conn is not None:
             await self._conn.close()
         await self._engine.dispose()
