@@ -8,7 +8,7 @@ way costs a single statement.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import bindparam, select
 
@@ -61,7 +61,7 @@ def job_record(row: Row[Any], found: Sequence[ImageRecord] = ()) -> JobRecord:
         completed_at,
         updated_at,
         submitter,
-    ) = row
+    ) = cast("tuple[Any, ...]", row)
     return JobRecord(
         id=id_,
         kind=kind,
