@@ -6,13 +6,17 @@
   thumbs/0007-a-red-fox-s3.jpg     its thumbnail (made as the job completes)
   manifest.jsonl, manifest.csv     one row per job: input line, parameters, seed, paths, sha256,
                                    cost, status, error (paths relative to the folder)
-  contact_sheet.png                thumbnails in a grid, labelled with the parameters that vary
-  index.html                       every image, linked relatively and labelled, for a browser
+  contact_sheet.png                thumbnails in a grid, labelled with the parameters that vary:
+  contact_sheet-002.png …          400 cells a page, each page built from thumbs/ and released
+                                   before the next (memory stays flat whatever the batch size)
+  index.html, index-002.html …     every image, linked relatively and labelled, for a browser;
+                                   the same 400 cells a page as the sheet; every page links all
+                                   pages of both
 ```
 
 Images are copies of the library's files (which stay where every falkit image lives), placed
-atomically; everything here can be rebuilt from the library at any time.
-"""
+atomically; everything here can be rebuilt from the library at any time. A rerun that writes
+fewer pages removes the pages left over from the earlier run."""
 
 from __future__ import annotations
 
@@ -20,7 +24,6 @@ import contextlib
 import csv
 import html
 import json
-import math
 import os
 import shutil
 import tempfile
@@ -34,12 +37,15 @@ from falkit.service.downloads import slug
 
 if TYPE_CHECKING:
     from PIL import Image as PILImage
+    from PIL import ImageDraw as PILImageDraw
 
     from falkit.store import ImageRecord, JobRecord
 
 THUMB = 256
 LABEL_HEIGHT = 34
-MAX_SHEET_CELLS = 2000
+CELLS_PER_PAGE = 400  # per contact sheet page and per HTML page
+SHEET_STEM = "contact_sheet"
+HTML_STEM = "index"
 CSV_COLUMNS = (
     "index", "line", "job_id", "status", "model", "prompt", "seed", "image_size",
     "guidance_scale", "num_inference_steps", "loras", "label", "paths", "sha256",
@@ -206,78 +212,206 @@ def _write_text(path: Path, text: str) -> Path:
     return path
 
 
-# ---- contact sheet ----
+# ---- contact sheet and HTML pages ----
+#
+# Both are paged by the same rule, so they agree without asking each other: the batch's cells
+# (one per image, one per job without images) in order, CELLS_PER_PAGE to a page. Page 1 is
+# contact_sheet.png / index.html; page k is contact_sheet-00k.png / index-00k.html and holds
+# the same cells. A page of the sheet keeps each cell in the column it has in the whole grid,
+# so the sweep's columns line up on every page even when the grid's width does not divide
+# CELLS_PER_PAGE (a grid line then continues at the top of the next page).
+
+Cell = tuple[Row, str | None]  # a job, and one of its images (None: a job without images)
+
+
+def page_name(stem: str, number: int, suffix: str) -> str:
+    """``contact_sheet.png`` for page 1, ``contact_sheet-002.png`` for page 2, …"""
+    return f"{stem}{suffix}" if number == 1 else f"{stem}-{number:03d}{suffix}"
+
+
+def sheet_pages(folder: Path) -> list[Path]:
+    """The contact sheet's pages in the folder, in order (page 1 is ``contact_sheet.png``)."""
+    return _pages_on_disk(folder, SHEET_STEM, ".png")
+
+
+def html_pages(folder: Path) -> list[Path]:
+    """The HTML pages in the folder, in order (page 1 is ``index.html``)."""
+    return _pages_on_disk(folder, HTML_STEM, ".html")
+
+
+def _cells(rows: list[Row]) -> list[Cell]:
+    return [(row, path) for row in rows for path in (row.paths or (None,))]
+
+
+def _page_ranges(cells: int) -> list[range]:
+    """The cells of each page: at least one page, even for an empty batch."""
+    starts = range(0, cells, CELLS_PER_PAGE)
+    return [range(s, min(s + CELLS_PER_PAGE, cells)) for s in starts] or [range(0)]
+
+
+def _pages_on_disk(folder: Path, stem: str, suffix: str) -> list[Path]:
+    found = _numbered_pages(folder, stem, suffix)
+    return [found[n] for n in sorted(found)]
+
+
+def _numbered_pages(folder: Path, stem: str, suffix: str) -> dict[int, Path]:
+    found: dict[int, Path] = {}
+    for path in folder.glob(f"{stem}*{suffix}"):
+        number = _page_number(path.name, stem, suffix)
+        if number is not None:
+            found[number] = path
+    return found
+
+
+def _page_number(name: str, stem: str, suffix: str) -> int | None:
+    """The page a file name is (in the form page_name writes), else None."""
+    if name == f"{stem}{suffix}":
+        return 1
+    middle = name.removeprefix(f"{stem}-").removesuffix(suffix)
+    if middle.isdigit() and middle.isascii() and int(middle) >= 2:
+        number = int(middle)
+        return number if page_name(stem, number, suffix) == name else None
+    return None
+
+
+def _remove_stale(folder: Path, stem: str, suffix: str, pages: int) -> None:
+    """Pages beyond the last one written (left by an earlier, larger run of the batch)."""
+    for number, path in _numbered_pages(folder, stem, suffix).items():
+        if number > pages:
+            path.unlink(missing_ok=True)
 
 
 def write_html(folder: Path, rows: list[Row], title: str) -> Path:
-    """index.html: every image linked relatively, captioned with its varying parameters."""
-    figures = []
-    for row in rows:
-        caption = html.escape(row.label or f"#{row.index}")
-        if not row.paths:
-            reason = html.escape(row.job.error or row.job.status)
-            figures.append(
-                f'<figure class="missing"><div>{html.escape(row.job.status)}</div>'
-                f"<figcaption>{caption}<br><small>{reason}</small></figcaption></figure>"
-            )
-        for path in row.paths:
-            href = html.escape(quote(path))
-            thumb = html.escape(quote(f"thumbs/{Path(path).stem}.jpg"))
-            figures.append(
-                f'<figure><a href="{href}"><img src="{thumb}" loading="lazy" alt="{caption}"></a>'
-                f"<figcaption>{caption}</figcaption></figure>"
-            )
-    page = _PAGE.format(title=html.escape(title), figures="\n".join(figures))
-    return _write_text(folder / "index.html", page)
+    """index.html (and index-002.html … past CELLS_PER_PAGE images): every image linked
+    relatively and captioned with its varying parameters; every page links all the HTML pages
+    and all the contact sheet's pages. Returns index.html."""
+    cells = _cells(rows)
+    ranges = _page_ranges(len(cells))
+    pages = len(ranges)
+    first = folder / page_name(HTML_STEM, 1, ".html")
+    for number, span in enumerate(ranges, 1):
+        figures = "\n".join(_figure(*cells[n]) for n in span)
+        shown = f"\n<p>{span.start + 1}–{span.stop} of {len(cells)}</p>" if pages > 1 else ""
+        page = _PAGE.format(
+            title=html.escape(title), nav=_nav(number, pages), shown=shown, figures=figures
+        )
+        _write_text(folder / page_name(HTML_STEM, number, ".html"), page)
+    _remove_stale(folder, HTML_STEM, ".html", pages)
+    return first
+
+
+def _figure(row: Row, path: str | None) -> str:
+    caption = html.escape(row.label or f"#{row.index}")
+    if path is None:
+        reason = html.escape(row.job.error or row.job.status)
+        return (
+            f'<figure class="missing"><div>{html.escape(row.job.status)}</div>'
+            f"<figcaption>{caption}<br><small>{reason}</small></figcaption></figure>"
+        )
+    href = html.escape(quote(path))
+    thumb = html.escape(quote(f"thumbs/{Path(path).stem}.jpg"))
+    return (
+        f'<figure><a href="{href}"><img src="{thumb}" loading="lazy" alt="{caption}"></a>'
+        f"<figcaption>{caption}</figcaption></figure>"
+    )
+
+
+def _nav(current: int, pages: int) -> str:
+    """Links to every contact sheet page and, if there are several, every HTML page."""
+
+    def link(kind: str, href: str, text: str, here: bool = False) -> str:
+        mark = ' aria-current="page"' if here else ""
+        return f'<a class="{kind}"{mark} href="{html.escape(quote(href))}">{text}</a>'
+
+    if pages == 1:
+        return f"<nav>{link('sheet', page_name(SHEET_STEM, 1, '.png'), 'Contact sheet')}</nav>"
+    sheets = " ".join(
+        link("sheet", page_name(SHEET_STEM, n, ".png"), str(n)) for n in range(1, pages + 1)
+    )
+    indexes = " ".join(
+        link("page", page_name(HTML_STEM, n, ".html"), str(n), n == current)
+        for n in range(1, pages + 1)
+    )
+    return f"<nav>Pages: {indexes}</nav>\n<nav>Contact sheet: {sheets}</nav>"
 
 
 _PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title>
 <style>
 body {{ font: 14px system-ui, sans-serif; margin: 1em; background: #fafafa; }}
+nav {{ margin: 0 0 .6em; }}
+nav a {{ padding: 0 .25em; }}
+nav a[aria-current] {{ font-weight: bold; text-decoration: none; color: inherit; }}
 main {{ display: grid; grid-template-columns: repeat(auto-fill, minmax(220px, 1fr)); gap: 12px; }}
 figure {{ margin: 0; background: #fff; padding: 6px; border: 1px solid #ddd; }}
 img {{ width: 100%; height: auto; display: block; }}
 .missing div {{ height: 160px; display: grid; place-items: center; background: #eee; }}
 figcaption {{ margin-top: 4px; word-break: break-word; }}
 </style></head>
-<body><h1>{title}</h1><main>
+<body><h1>{title}</h1>
+{nav}{shown}
+<main>
 {figures}
 </main></body></html>
 """
 
 
 def write_sheet(folder: Path, rows: list[Row], columns: int) -> Path:
-    """contact_sheet.png: one cell per image (or failed job), labelled, in a grid."""
-    from PIL import Image
-
-    cells = [(row, path) for row in rows for path in (row.paths or (None,))][:MAX_SHEET_CELLS]
+    """contact_sheet.png (and contact_sheet-002.png … past CELLS_PER_PAGE cells): one labelled
+    cell per image (or job without images) in a grid ``columns`` wide, pasted from the
+    thumbnails in ``thumbs/``. Each page is saved and released before the next is built, so
+    memory does not grow with the batch. Pages left by an earlier, larger run are removed.
+    Returns page 1."""
+    cells = _cells(rows)
     columns = max(1, min(columns, len(cells) or 1))
-    lines = math.ceil(len(cells) / columns) or 1
+    ranges = _page_ranges(len(cells))
+    font = _font()
+    for number, span in enumerate(ranges, 1):
+        target = folder / page_name(SHEET_STEM, number, ".png")
+        _write_sheet_page(folder, target, cells, span, columns, font)
+    _remove_stale(folder, SHEET_STEM, ".png", len(ranges))
+    return folder / page_name(SHEET_STEM, 1, ".png")
+
+
+def _write_sheet_page(
+    folder: Path, target: Path, cells: list[Cell], span: range, columns: int, font: Any
+) -> None:
+    """One page: the cells of ``span``, each in its column of the whole grid. The page's image
+    lives only in this call."""
+    from PIL import Image, ImageDraw
+
+    top = span.start // columns
+    lines = (span.stop - 1) // columns - top + 1 if span else 1
     cell_h = THUMB + LABEL_HEIGHT
     sheet = Image.new("RGB", (columns * THUMB, lines * cell_h), "white")
-    font = _font()
-    for n, (row, path) in enumerate(cells):
-        x, y = (n % columns) * THUMB, (n // columns) * cell_h
-        _paste_cell(sheet, (x, y), thumb_path(folder, path) if path else None, row, font)
-    target = folder / "contact_sheet.png"
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".write-", suffix=".png")
-    os.close(fd)
     try:
-        sheet.save(tmp, "PNG", compress_level=1)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
+        draw = ImageDraw.Draw(sheet)
+        for n in span:
+            row, path = cells[n]
+            x, y = (n % columns) * THUMB, (n // columns - top) * cell_h
+            _paste_cell(sheet, draw, (x, y), thumb_path(folder, path) if path else None, row, font)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".write-", suffix=".png")
+        os.close(fd)
+        try:
+            sheet.save(tmp, "PNG", compress_level=1)
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    finally:
+        sheet.close()
 
 
 def _paste_cell(
-    sheet: PILImage.Image, at: tuple[int, int], path: Path | None, row: Row, font: Any
+    sheet: PILImage.Image,
+    draw: PILImageDraw.ImageDraw,
+    at: tuple[int, int],
+    path: Path | None,
+    row: Row,
+    font: Any,
 ) -> None:
-    from PIL import Image, ImageDraw
+    from PIL import Image
 
-    draw = ImageDraw.Draw(sheet)
     x, y = at
     if path is not None and path.exists():
         with Image.open(path) as thumb:
