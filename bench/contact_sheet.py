@@ -132,7 +132,11 @@ def main() -> None:
     if len(sys.argv) == 4 and sys.argv[1] == "--child":
         child(Path(sys.argv[2]), int(sys.argv[3]))
         return
-    root = Path(tempfile.mkdtemp(prefix="falkit-bench-sheet-"))
+    with tempfile.TemporaryDirectory(prefix="falkit-bench-sheet-") as tmp:
+        measure(Path(tmp))
+
+
+def measure(root: Path) -> None:
     sources = make_sources(root / "sources")
     start = time.perf_counter()
     rows(module(), root / "batch", sources, max(SIZES))  # images and thumbnails, once
