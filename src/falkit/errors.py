@@ -5,6 +5,8 @@ Every error a caller can see derives from :class:`FalkitError`::
     FalkitError                       root; carries request_id and status_code when known
     ├── ServiceDisabledError          no API key configured (how to fix: set FAL_API_KEY)
     ├── ValidationError               bad input, caught locally or answered by Fal with 422
+    ├── BudgetExceededError           a job would pass a budget or spend cap; nothing was sent
+    ├── LookupFailedError             no such job, LoRA or batch in the local library
     ├── ApiError                      Fal answered with an error status
     │   ├── AuthenticationError       401 / 403: bad key, locked account
     │   ├── NotFoundError             404: unknown app, path or request id
@@ -90,6 +92,14 @@ class ValidationError(FalkitError, ValueError):
     @classmethod
     def field(cls, field: str, message: str, allowed: str | None = None) -> ValidationError:
         return cls([FieldError(field, message, allowed)])
+
+
+class BudgetExceededError(FalkitError):
+    """A job was refused because its estimate would pass a budget or spend cap."""
+
+
+class LookupFailedError(FalkitError, LookupError):
+    """No job, LoRA or batch by that name in the local library (not an answer from Fal)."""
 
 
 class ApiError(FalkitError):

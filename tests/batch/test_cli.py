@@ -166,12 +166,12 @@ def test_progress_line_live_and_plain() -> None:
     from rich.console import Console
 
     from falkit.cli.batch_cmd import BatchView
-    from falkit.service.batch_run import BatchProgress
+    from falkit.events import BatchProgressEvent
 
-    progress = BatchProgress(total=10, batch_id="b_0123456789abcdef")
-    progress.counts.update(done=4, running=2, queued=1, pending=2, failed=1)
-    progress.spent_usd = 0.0123
-    progress.finished_this_run = 5
+    progress = BatchProgressEvent(
+        "b_0123456789abcdef", total=10, done=4, running=2, queued=1, pending=2, failed=1,
+        spent_usd=0.0123, elapsed=5.0, eta_seconds=5.0,
+    )  # fmt: skip
     plain = StringIO()
     with BatchView(Console(file=plain, force_terminal=False, width=200)) as view:
         assert str(view.render()) == "preparing batch…"

@@ -8,7 +8,6 @@ from typing import Any
 import pytest
 
 from falkit.errors import ValidationError
-from falkit.service import FalService
 from falkit.service.batch_input import Sweep, expand, parse_seeds, read_requests
 from falkit.service.batch_plan import BatchPlan, plan_batch
 
@@ -21,7 +20,7 @@ def write(tmp_path: Path, name: str, text: str) -> Path:
 
 def plan_of(*requests: Any, **sweep: Any) -> BatchPlan:
     expanded = expand(read_requests(list(requests)), Sweep.parse(**sweep))
-    return plan_batch(FalService(), expanded, "python")
+    return plan_batch(expanded, "python")
 
 
 def test_text_file_one_prompt_a_line(tmp_path: Path) -> None:

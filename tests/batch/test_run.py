@@ -150,7 +150,8 @@ async def test_stop_on_a_fatal_submit_error_then_resume_decides_each_job(
     assert first.stopped_by is not None
     assert "429" in first.stopped_by or "rate" in first.stopped_by.lower()
     assert emu.stats.submits == 0
-    assert (first.failed, first.pending) == (4, 8)
+    # Never sent, so back to pending (resumable), not failed: nothing reached Fal.
+    assert (first.failed, first.pending) == (0, 12)
     emu.faults.clear()
 
     store = await service.store()

@@ -11,8 +11,7 @@ from PIL import Image
 
 from falkit.catalog import image_models
 from falkit.errors import ServiceDisabledError, ValidationError
-from falkit.service import FalService
-from falkit.types import (
+from falkit.events import (
     CompletedEvent,
     DownloadingEvent,
     ProgressEvent,
@@ -20,6 +19,7 @@ from falkit.types import (
     StartedEvent,
     StepEvent,
 )
+from falkit.service import FalService
 
 IMAGE_MODELS = [m.name for m in image_models()]
 
@@ -111,12 +111,12 @@ async def test_disabled_without_key() -> None:
 async def test_resume_leaves_unsent_batch_jobs_to_batch_resume(
     service: FalService, emu: Any
 ) -> None:
-    from falkit.types import LogEvent
+    from falkit.events import NoteEvent
 
     prepared = service.prepare_image("a batch picture")
     await service.create_job(prepared, batch_id="b_test", batch_index=0)
     events: list[ProgressEvent] = []
     assert await service.resume(on_progress=events.append) == []
     assert emu.stats.submits == 0
-    notes = [e.message for e in events if isinstance(e, LogEvent)]
+    notes = [e.message for e in events if isinstance(e, NoteEvent)]
     assert notes == ["batch b_test has unsent jobs: `falkit batch resume b_test`"]

@@ -76,7 +76,7 @@ def test_unknown_lora_name_in_generate(emu: Any, tmp_path: Path) -> None:
     env = emulator_env(emu.base_url, tmp_path / "home")
     out = falkit("generate", "photo of TOK", "--lora", "ghost", env=env)
     assert out.returncode == 2
-    assert "loras: 'ghost' is not an http(s) URL" in out.stderr
+    assert "loras.0: 'ghost' is not an http(s) URL" in out.stderr
     assert "registered LoRAs: none yet" in out.stderr
     assert total_requests(emu) == 0
 

@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 
 from falkit.errors import ValidationError
+from falkit.events import NoteEvent, ProgressEvent
 from falkit.service import FalService
-from falkit.types import LogEvent, LoraWeight, ProgressEvent
+from falkit.types import LoraWeight
 from tests.lora.helpers import safetensors_bytes, total_requests
 
 EXTERNAL = "https://example.com/loras/ink.safetensors"
@@ -42,7 +43,7 @@ async def test_name_becomes_its_url_and_trigger_word_is_added(
     job = await service.get_job(result.job_id)
     assert job.arguments["loras"] == [{"path": EXTERNAL, "scale": 0.7}]
     assert job.arguments["prompt"] == "INKSTYLE a fox in the snow"
-    notes = [e for e in events if isinstance(e, LogEvent) and "trigger word" in e.message]
+    notes = [e for e in events if isinstance(e, NoteEvent) and "trigger word" in e.message]
     assert len(notes) == 1
     assert "'INKSTYLE'" in notes[0].message
     assert "'ink'" in notes[0].message
@@ -69,7 +70,7 @@ async def test_unknown_reference_fails_listing_the_library(service: FalService, 
     with pytest.raises(ValidationError) as caught:
         await service.generate_image("x", model="flux-lora", loras=["nosuchlora"])
     error = caught.value.errors[0]
-    assert error.field == "loras"
+    assert error.field == "loras.0"
     assert "'nosuchlora'" in error.message
     assert error.allowed is not None
     assert "clay" in error.allowed
@@ -172,7 +173,7 @@ async def test_expired_url_falls_back_to_the_kept_copy(
     assert record.url.startswith(emu.base_url)
     assert record.params == {"steps": 5}
     assert (await service.get_job(first.job_id)).arguments["loras"][0]["path"] == record.url
-    assert any(isinstance(e, LogEvent) and "no longer answers" in e.message for e in events)
+    assert any(isinstance(e, NoteEvent) and "no longer answers" in e.message for e in events)
     assert emu.stats.requests["upload"] == 1
 
     files_before = emu.stats.requests["file"]

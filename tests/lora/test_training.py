@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 
 from falkit.errors import JobFailedError, ValidationError
+from falkit.events import CompletedEvent, NoteEvent, ProgressEvent, StepEvent
 from falkit.service import FalService
 from falkit.service.loras import safetensors_header
 from falkit.service.training import TrainingResult, pending_dir
-from falkit.types import CompletedEvent, LogEvent, ProgressEvent, StepEvent
 from tests.lora.helpers import image_bytes, make_folder, make_zip, total_requests
 
 
@@ -168,11 +168,14 @@ async def test_dataset_note_is_reported_before_the_job(
     service: FalService, emu: Any, photos: Path
 ) -> None:
     events: list[ProgressEvent] = []
-    await service.train_lora(photos, trigger_word="TOK", steps=5, on_progress=events.append)
+    result = await service.train_lora(
+        photos, trigger_word="TOK", steps=5, on_progress=events.append
+    )
     first = events[0]
-    assert isinstance(first, LogEvent)
-    assert first.job_id == ""
+    assert isinstance(first, NoteEvent)
+    assert first.job_id == result.job_id  # known from the start, before anything is uploaded
     assert "5 images" in first.message
+    assert first.to_json()["type"] == "note"
 
 
 async def test_failed_training_registers_nothing(

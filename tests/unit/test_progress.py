@@ -4,17 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from falkit.events import LogEvent, QueuedEvent, StartedEvent, StepEvent
 from falkit.service.progress import EventMapper, parse_step
-from falkit.types import (
-    Completed,
-    InProgress,
-    LogEntry,
-    LogEvent,
-    Queued,
-    QueuedEvent,
-    StartedEvent,
-    StepEvent,
-)
+from falkit.types import Completed, InProgress, LogEntry, Queued
 
 
 @pytest.mark.parametrize(

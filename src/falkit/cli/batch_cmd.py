@@ -22,9 +22,9 @@ if TYPE_CHECKING:
     from rich.console import Console
     from rich.text import Text
 
+    from falkit.events import BatchProgressEvent
     from falkit.service import FalService
     from falkit.service.batch import BatchResult
-    from falkit.service.batch_run import BatchProgress
 
 PLAIN_EVERY = 10.0  # seconds between progress lines when stderr is not a terminal
 MAX_LISTED_FAILURES = 20
@@ -46,7 +46,10 @@ app = typer.Typer(
 )
 
 CONCURRENCY_OPTION = typer.Option(
-    None, "--concurrency", "-c", help="Jobs kept submitted at once (default 64, at most 90)."
+    None,
+    "--concurrency",
+    "-c",
+    help="Jobs kept submitted at Fal at once (default 64, up to 10000).",
 )
 BUDGET_OPTION = typer.Option(
     None, "--budget", help="USD the batch may cost; refused if the estimate is higher."
@@ -96,13 +99,11 @@ def run_batch(
     emulator: bool = EMULATOR_OPTION,
 ) -> None:
     """Generate every request of INPUT under every sweep combination; same command resumes."""
-    from falkit.cli.generate_cmd import parse_lora
-
     defaults: dict[str, Any] = {
         "num_inference_steps": steps,
         "num_images": num_images,
         "output_format": output_format,
-        "loras": [parse_lora(v) for v in lora] or None,
+        "loras": list(lora) or None,
     }
     options: dict[str, Any] = {
         "seeds": seeds, "models": models, "guidance": guidance, "sizes": sizes,
@@ -233,7 +234,7 @@ class BatchView:
     def __init__(self, console: Console, *, quiet: bool = False) -> None:
         self.console = console
         self.quiet = quiet
-        self.progress: BatchProgress | None = None
+        self.progress: BatchProgressEvent | None = None
         self._live: Any = None
         self._printed = time.monotonic()
 
@@ -254,7 +255,7 @@ class BatchView:
         if self._live is not None:
             self._live.stop()
 
-    def update(self, progress: BatchProgress) -> None:
+    def update(self, progress: BatchProgressEvent) -> None:
         if self.progress is None and not self.quiet:
             self._print(f"batch {progress.batch_id}: {progress.total} jobs")
         self.progress = progress

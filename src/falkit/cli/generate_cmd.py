@@ -11,23 +11,8 @@ import typer
 from falkit.cli.common import EMULATOR_OPTION, JSON_OPTION, print_json, run, stderr
 
 if TYPE_CHECKING:
+    from falkit.request import ImageRequest
     from falkit.service import FalService, GenerationResult
-
-
-def parse_lora(value: str) -> dict[str, Any]:
-    """NAME_OR_URL[:SCALE] -> {"path", "scale"}; a URL's own colons are kept."""
-    head, sep, tail = value.rpartition(":")
-    if sep and head and _is_number(tail):
-        return {"path": head, "scale": float(tail)}
-    return {"path": value, "scale": 1.0}
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
 
 
 def generate(
@@ -59,58 +44,65 @@ def generate(
     emulator: bool = EMULATOR_OPTION,
 ) -> None:
     """Generate images from a prompt; saved paths go to stdout, progress to stderr."""
-    loras = [parse_lora(v) for v in lora] or None
     params: dict[str, Any] = {
-        "model": model or ("flux-lora" if loras else "flux-schnell"),
+        "model": model,
         "image_size": size,
         "num_inference_steps": steps,
         "guidance_scale": guidance,
         "seed": seed,
         "num_images": num_images,
         "output_format": output_format,
-        "loras": loras,
+        "loras": list(lora) or None,
     }
-    if timeout is not None:
-        params["timeout"] = timeout
-    run(lambda: _generate(prompt, params, out, json_out, dry_run, emulator))
+    run(lambda: _generate(prompt, params, out, timeout, json_out, dry_run, emulator))
 
 
 async def _generate(
     prompt: str,
     params: dict[str, Any],
     out: Path | None,
+    timeout: float | None,
     json_out: bool,
     dry_run: bool,
     emulator: bool,
 ) -> None:
     from falkit.cli.common import open_service
+    from falkit.request import ImageRequest
 
+    request = ImageRequest.build(prompt, **params)  # bad input: exit 2 before anything else
+    if timeout is not None and not timeout > 0:
+        from falkit.errors import ValidationError
+
+        raise ValidationError.field("timeout", f"{timeout:g} is not a timeout", "seconds > 0")
     if dry_run:
-        from falkit.service import FalService
-
-        _print_dry_run(FalService(), prompt, params, json_out)
+        _print_dry_run(request, json_out)
         return
     async with open_service(emulator) as service:
-        result = await _with_progress(service, prompt, params, out, quiet=json_out)
+        result = await _with_progress(service, request, out, timeout, quiet=json_out)
     _print_result(result, json_out)
 
 
 async def _with_progress(
-    service: FalService, prompt: str, params: dict[str, Any], out: Path | None, *, quiet: bool
+    service: FalService,
+    request: ImageRequest,
+    out: Path | None,
+    timeout: float | None,
+    *,
+    quiet: bool,
 ) -> GenerationResult:
     from falkit.cli.interrupt import interruptible
     from falkit.cli.render import ProgressView
+    from falkit.service.core import follow
 
     with ProgressView(stderr(), quiet=quiet) as view:
-        return await interruptible(
-            service, view, service.generate_image(prompt, on_progress=view, out_dir=out, **params)
-        )
+        handle = await service.start_image(request, out_dir=out)
+        view.job_id = handle.job_id
+        result: GenerationResult = await interruptible(handle, view, follow(handle, view, timeout))
+        return result
 
 
-def _print_dry_run(
-    service: FalService, prompt: str, params: dict[str, Any], json_out: bool
-) -> None:
-    prepared = service.prepare_image(prompt, **{k: v for k, v in params.items() if k != "timeout"})
+def _print_dry_run(request: ImageRequest, json_out: bool) -> None:
+    prepared = request.prepare()
     if json_out:
         print_json({"dry_run": True, **prepared.to_json()})
         return

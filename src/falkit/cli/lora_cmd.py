@@ -12,10 +12,8 @@ from falkit.cli.common import EMULATOR_OPTION, JSON_OPTION, print_json, run, std
 from falkit.views import lora_json
 
 if TYPE_CHECKING:
-    from falkit.cli.render import ProgressView
     from falkit.service import FalService
     from falkit.service.training import TrainingResult
-    from falkit.types import ProgressEvent
 
 T = TypeVar("T")
 app = typer.Typer(
@@ -70,27 +68,14 @@ async def _train(
     from falkit.cli.common import open_service
     from falkit.cli.interrupt import interruptible
     from falkit.cli.render import ProgressView
+    from falkit.service.core import follow
 
     async with open_service(emulator) as service:
         with ProgressView(stderr(), quiet=quiet) as view:
-            work = service.train_lora(source, on_progress=_notes_first(view), **params)
-            return await interruptible(service, view, work)
-
-
-def _notes_first(view: ProgressView) -> Any:
-    """Events sent before the job exists (dataset checked, uploading) are printed as notes;
-    the rest go to the progress view."""
-
-    def callback(event: ProgressEvent) -> None:
-        from falkit.types import LogEvent
-
-        if isinstance(event, LogEvent) and (not event.job_id or event.level == "WARNING"):
-            if not view.quiet:
-                view.console.print(f"[dim]note:[/] {event.message}", highlight=False)
-            return
-        view(event)
-
-    return callback
+            handle = await service.start_training(source, **params)
+            view.job_id = handle.job_id
+            result: TrainingResult = await interruptible(handle, view, follow(handle, view))
+            return result
 
 
 @app.command("list")

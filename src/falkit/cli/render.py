@@ -5,13 +5,14 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from falkit.types import (
+from falkit.events import (
     CancelledEvent,
     CompletedEvent,
     DownloadingEvent,
+    Event,
     FailedEvent,
     LogEvent,
-    ProgressEvent,
+    NoteEvent,
     QueuedEvent,
     StartedEvent,
     StepEvent,
@@ -62,9 +63,9 @@ class ProgressView:
         if self._progress is not None:
             self._progress.stop()
 
-    def __call__(self, event: ProgressEvent) -> None:
-        if isinstance(event, LogEvent) and not event.job_id:
-            self._note(event.message)  # a note before the job exists (e.g. a trigger word added)
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, NoteEvent):
+            self._note(event.message)  # e.g. a trigger word added, a dataset uploaded
             return
         self.job_id = event.job_id
         text = describe(event)
@@ -82,7 +83,7 @@ class ProgressView:
         else:
             self.console.print(f"note: {message}")
 
-    def _update_live(self, event: ProgressEvent, text: str | None) -> None:
+    def _update_live(self, event: Event, text: str | None) -> None:
         assert self._progress is not None
         assert self._task is not None
         fields: dict[str, Any] = {}
@@ -94,10 +95,11 @@ class ProgressView:
             self._progress.update(self._task, **fields)
 
 
-def describe(event: ProgressEvent) -> str | None:
+def describe(event: Event) -> str | None:
     """One short human line for an event."""
     if isinstance(event, QueuedEvent):
-        return f"queued (position {event.position})"
+        ahead = "next in line" if event.position == 0 else f"{event.position} ahead"
+        return f"queued at Fal ({ahead})"
     if isinstance(event, StartedEvent):
         return "running"
     if isinstance(event, StepEvent):

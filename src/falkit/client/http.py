@@ -103,8 +103,15 @@ def build_http_client(
     transport: httpx.AsyncBaseTransport | None,
     timeout: float,
     stats: RequestStats,
+    connections: int = 16,
+    read_timeout: float | None = None,
 ) -> httpx.AsyncClient:
-    """The shared httpx client: scoped auth, user agent, timeouts, request counting."""
+    """An httpx client: scoped auth, user agent, timeouts, request counting, a sized pool.
+
+    Waiting for a free connection never times out (``pool=None``): a full pool is a local
+    limit, and a local limit must never fail a job Fal has accepted; callers bound how many
+    requests they start instead.
+    """
 
     async def _count(request: httpx.Request) -> None:
         stats.count(str(request.extensions.get(OPERATION_KEY, "other")))
@@ -112,7 +119,13 @@ def build_http_client(
     return httpx.AsyncClient(
         auth=FalAuth(settings.key, settings.fal_urls),
         headers={"User-Agent": user_agent()},
-        timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+        timeout=httpx.Timeout(
+            timeout,
+            connect=min(timeout, 10.0),
+            read=timeout if read_timeout is None else read_timeout,
+            pool=None,
+        ),
+        limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
         transport=transport,
         event_hooks={"request": [_count]},
         follow_redirects=False,

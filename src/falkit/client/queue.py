@@ -40,6 +40,12 @@ logger = logging.getLogger("falkit.client")
 Priority = Literal["normal", "low"]
 #: Stream connections tried per watch() before polling (the second only after a cut).
 STREAM_CONNECTIONS = 2
+#: Connections for short requests (submit, status, result, cancel, uploads, downloads).
+DEFAULT_CONNECTIONS = 16
+#: Connections for status streams: at most this many jobs are streamed at once.
+DEFAULT_STREAM_CONNECTIONS = 48
+#: A status stream silent this long is dropped (Fal and the emulator ping every few seconds).
+STREAM_READ_TIMEOUT = 60.0
 
 
 def _flag(value: bool) -> str:
@@ -110,14 +116,23 @@ class FalClient:
         transport: httpx.AsyncBaseTransport | None = None,
         retry: RetryPolicy | None = None,
         timeout: float = 60.0,
+        connections: int = DEFAULT_CONNECTIONS,
+        stream_connections: int = DEFAULT_STREAM_CONNECTIONS,
     ) -> None:
         self.settings = settings
         self.stats = RequestStats()
         self.retry = retry or RetryPolicy()
         self._client = build_http_client(
-            settings, transport=transport, timeout=timeout, stats=self.stats
-        )
+            settings, transport=transport, timeout=timeout, stats=self.stats,
+            connections=connections,
+        )  # fmt: skip
+        # Status streams live in their own pool, so open streams never starve short requests.
+        self._stream_client = build_http_client(
+            settings, transport=transport, timeout=timeout, stats=self.stats,
+            connections=stream_connections, read_timeout=STREAM_READ_TIMEOUT,
+        )  # fmt: skip
         self._http = FalHttp(settings, self._client, self.retry)
+        self._stream_http = FalHttp(settings, self._stream_client, self.retry)
         self._uploader = Uploader(self._http)
 
     def __repr__(self) -> str:
@@ -125,7 +140,7 @@ class FalClient:
 
     @property
     def http(self) -> httpx.AsyncClient:
-        """The underlying httpx client (the key is only ever sent to ``settings.fal_urls``)."""
+        """The short-request httpx client (the key is only ever sent to ``settings.fal_urls``)."""
         return self._client
 
     async def __aenter__(self) -> FalClient:
@@ -136,6 +151,7 @@ class FalClient:
 
     async def aclose(self) -> None:
         await self._client.aclose()
+        await self._stream_client.aclose()
 
     def _require_enabled(self) -> None:
         if not self.settings.enabled:
@@ -264,13 +280,30 @@ class FalClient:
             if received == 0:
                 return
 
+    async def stream_status(
+        self, handle: RequestHandle, *, logs: bool = True
+    ) -> AsyncGenerator[Status]:
+        """Statuses from one SSE status stream connection, until COMPLETED or the stream ends.
+
+        Uses the stream pool; raises TransportError or ApiError when the stream fails. The
+        statuses carry Fal's log window as it is (dedupe with a LogWindow).
+        """
+        self._require_enabled()
+        async with aclosing(self._one_stream(handle, logs)) as events:
+            async for status in events:
+                yield status
+                if isinstance(status, Completed):
+                    return
+
     async def _one_stream(self, handle: RequestHandle, logs: bool) -> AsyncGenerator[Status]:
         from httpx_sse import EventSource
 
         url = stream_url(handle.status_url)
         params = {"logs": _flag(logs)}
         headers = {"Accept": "text/event-stream", "Cache-Control": "no-store"}
-        async with self._http.stream("stream", "GET", url, params=params, headers=headers) as resp:
+        async with self._stream_http.stream(
+            "stream", "GET", url, params=params, headers=headers
+        ) as resp:
             try:
                 async for event in EventSource(resp).aiter_sse():
                     try:

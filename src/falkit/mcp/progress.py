@@ -4,25 +4,27 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from falkit.service.progress import parse_step
-from falkit.types import (
+from falkit.events import (
+    BatchProgressEvent,
     CancelledEvent,
     CompletedEvent,
     DownloadingEvent,
+    Event,
     FailedEvent,
     LogEvent,
-    ProgressEvent,
+    NoteEvent,
     QueuedEvent,
     StartedEvent,
     StepEvent,
 )
+from falkit.service.progress import parse_step
 
 Report = Callable[[float, float | None, str | None], Awaitable[None]]
 TOTAL = 100.0
 _MAX_MESSAGE = 200
 
 
-def describe(event: ProgressEvent) -> tuple[float | None, str]:
+def describe(event: Event) -> tuple[float | None, str]:
     """Where an event puts the job on the 0-100 scale (None: no move) and what to say."""
     if isinstance(event, QueuedEvent):
         ahead = "next in line" if event.position == 0 else f"{event.position} ahead of it"
@@ -39,11 +41,14 @@ def describe(event: ProgressEvent) -> tuple[float | None, str]:
         return None, f"failed: {event.error}"
     if isinstance(event, CancelledEvent):
         return None, "cancelled"
-    assert isinstance(event, LogEvent)
-    return None, event.message
+    if isinstance(event, LogEvent | NoteEvent):
+        return None, event.message
+    if isinstance(event, BatchProgressEvent):
+        return 100.0 * event.finished / max(1, event.total), f"{event.done}/{event.total} done"
+    return None, event.type
 
 
-def _repeats_a_step(event: ProgressEvent) -> bool:
+def _repeats_a_step(event: Event) -> bool:
     """A log line with a step counter: the StepEvent right after it says the same, better."""
     return isinstance(event, LogEvent) and parse_step(event.message) is not None
 
@@ -57,7 +62,7 @@ class ProgressReporter:
         self._last: tuple[float, str] | None = None
         self.broken = False
 
-    async def __call__(self, event: ProgressEvent) -> None:
+    async def __call__(self, event: Event) -> None:
         if _repeats_a_step(event):
             return
         value, message = describe(event)

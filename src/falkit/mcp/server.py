@@ -13,7 +13,7 @@ message the CLI prints; the API key never appears in any answer.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Literal
 
 from mcp.server.mcpserver import Context, MCPServer
@@ -22,8 +22,9 @@ from mcp.types import CallToolResult, ToolAnnotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from falkit.errors import FalkitError, ServiceDisabledError
-from falkit.mcp.app import ImageRequest, McpApp, ServerOptions
+from falkit.mcp.app import McpApp, ServerOptions
 from falkit.mcp.progress import ProgressReporter
+from falkit.request import ImageRequest
 
 __all__ = ["McpApp", "ServerOptions", "create_server", "tool_message"]
 
@@ -158,9 +159,10 @@ def tool_message(exc: FalkitError) -> str:
     return text + KEY_HINT if isinstance(exc, ServiceDisabledError) else text
 
 
-async def _guard(work: Awaitable[CallToolResult]) -> CallToolResult:
+async def _guard(work: Callable[[], Awaitable[CallToolResult]]) -> CallToolResult:
+    """Run a tool's work; falkit errors (bad input included) become one-line tool errors."""
     try:
-        return await work
+        return await work()
     except FalkitError as exc:
         raise ToolError(tool_message(exc)) from None
 
@@ -181,8 +183,8 @@ def _request(
     output_format: str | None,
 ) -> ImageRequest:
     items = [i if isinstance(i, str) else i.model_dump() for i in loras or []]
-    return ImageRequest(
-        prompt=prompt,
+    return ImageRequest.build(
+        prompt,
         model=model,
         image_size=image_size,
         steps=steps,
@@ -190,7 +192,7 @@ def _request(
         seed=seed,
         num_images=num_images,
         output_format=output_format,
-        loras=tuple(items),
+        loras=items or None,
     )
 
 
@@ -229,10 +231,13 @@ def _image_tools(server: MCPServer[Any], app: McpApp) -> None:
         takes longer than the server's wait limit keeps running: the answer then holds its
         job_id; call get_job with it for the images.
         """
-        request = _request(
-            prompt, model, image_size, steps, guidance, seed, num_images, loras, output_format
-        )
-        return await _guard(app.generate(request, _reporter(ctx)))
+
+        def request() -> ImageRequest:
+            return _request(
+                prompt, model, image_size, steps, guidance, seed, num_images, loras, output_format
+            )
+
+        return await _guard(lambda: app.generate(request(), _reporter(ctx)))
 
     @server.tool(annotations=READ_ONLY)
     async def estimate_cost(
@@ -247,10 +252,13 @@ def _image_tools(server: MCPServer[Any], app: McpApp) -> None:
         output_format: OutputFormat = None,
     ) -> CallToolResult:
         """Check a generate_image request and estimate its cost in USD; nothing is sent."""
-        request = _request(
-            prompt, model, image_size, steps, guidance, seed, num_images, loras, output_format
-        )
-        return await _guard(app.estimate(request))
+
+        def request() -> ImageRequest:
+            return _request(
+                prompt, model, image_size, steps, guidance, seed, num_images, loras, output_format
+            )
+
+        return await _guard(lambda: app.estimate(request()))
 
     @server.tool(annotations=READ_ONLY)
     async def list_models() -> CallToolResult:
@@ -265,19 +273,19 @@ def _job_tools(server: MCPServer[Any], app: McpApp) -> None:
         its LoRA) once done. Use it with the job_id that generate_image or train_lora gave."""
         wait = app.options.wait_seconds if wait_seconds is None else wait_seconds
         wait = min(wait, app.options.wait_seconds)
-        return await _guard(app.get_job(job_id, wait, _reporter(ctx)))
+        return await _guard(lambda: app.get_job(job_id, wait, _reporter(ctx)))
 
     @server.tool(annotations=READ_ONLY)
     async def list_jobs(
         search: Search = None, limit: Limit = 10, status: StatusFilter = None
     ) -> CallToolResult:
         """Recent jobs, newest first, with status, model, prompt and saved files."""
-        return await _guard(app.list_jobs(search, limit, status))
+        return await _guard(lambda: app.list_jobs(search, limit, status))
 
     @server.tool(annotations=ToolAnnotations(destructive_hint=True, open_world_hint=True))
     async def cancel_job(job_id: JobId) -> CallToolResult:
         """Cancel a queued or running job at Fal (one already running may still finish)."""
-        return await _guard(app.cancel(job_id))
+        return await _guard(lambda: app.cancel(job_id))
 
 
 def _lora_tools(server: MCPServer[Any], app: McpApp) -> None:
@@ -301,12 +309,12 @@ def _lora_tools(server: MCPServer[Any], app: McpApp) -> None:
             "is_style": is_style,
             "create_masks": create_masks,
         }
-        return await _guard(app.train(source, options, _reporter(ctx)))
+        return await _guard(lambda: app.train(source, options, _reporter(ctx)))
 
     @server.tool(annotations=READ_ONLY)
     async def list_loras() -> CallToolResult:
         """The trained LoRAs in the user's library, with their trigger words."""
-        return await _guard(app.loras())
+        return await _guard(lambda: app.loras())
 
 
 def _version() -> str:

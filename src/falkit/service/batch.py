@@ -6,10 +6,10 @@
 the jobs, so the same command run again (or ``resume_batch(id)``) skips finished jobs, reattaches
 to submitted ones and submits only those never sent.
 
-A job caught "submitting" by a crash may or may not have reached Fal, and Fal offers no way to
-look a request up by anything we sent; such a job is marked ``unknown`` and reported, never
-re-sent (a double charge is worse than a missing image; ``falkit jobs retry ID`` sends it anew on
-purpose). Submits go out through a few lanes only, so a crash leaves at most that many such jobs.
+A job caught "submitting" by a crash may or may not have reached Fal; such a job is marked
+``unknown`` and reported, never re-sent (a double charge is worse than a missing image;
+``falkit jobs retry ID`` sends it anew on purpose). Submits go out through the engine's few
+lanes, so a crash leaves at most that many such jobs.
 """
 
 from __future__ import annotations
@@ -23,21 +23,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from falkit.errors import NotFoundError, ValidationError
-from falkit.service.batch_input import ALIASES, Sweep, expand, read_requests
+from falkit.errors import LookupFailedError, ValidationError
+from falkit.request import normalise
+from falkit.service.batch_input import Sweep, expand, read_requests
 from falkit.service.batch_jobs import batch_index, check_budget, ensure_jobs, latest_jobs
 from falkit.service.batch_output import Row, place_images, write_html, write_manifest, write_sheet
 from falkit.service.batch_plan import BatchPlan, plan_batch, plan_from_spec
-from falkit.service.batch_run import BatchProgress, BatchScheduler, OnUpdate
+from falkit.service.batch_run import BatchRun, OnUpdate
+from falkit.service.budget import Budget, check_limit
 
 if TYPE_CHECKING:
     from falkit.service.core import FalService
     from falkit.store import JobRecord
 
 DEFAULT_CONCURRENCY = 64
-MAX_CONCURRENCY = 90  # one status stream per job in flight; the HTTP pool holds 100 connections
+MAX_CONCURRENCY = 10_000  # jobs kept submitted at Fal; Fal queues what the account cannot run
 
-__all__ = ["BatchFailure", "BatchProgress", "BatchResult", "generate_batch", "resume_batch"]
+__all__ = ["BatchFailure", "BatchResult", "generate_batch", "resume_batch"]
 
 
 @dataclass(frozen=True)
@@ -136,7 +138,7 @@ async def generate_batch(
     )
     source = str(requests) if isinstance(requests, str | Path) else "python"
     expanded = expand(read_requests(requests), sweep, _clean(defaults))
-    plan = plan_batch(service, expanded, source)
+    plan = plan_batch(expanded, source)
     concurrency = _check_concurrency(concurrency)
     _check_budget_value(budget)
     if dry_run:
@@ -165,8 +167,8 @@ async def resume_batch(
     record = await store.get_batch(batch_id)
     if record is None:
         known = ", ".join(b.id for b in await store.list_batches(limit=5)) or "none"
-        raise NotFoundError(f"no batch {batch_id!r}; recent batches: {known}")
-    plan = plan_from_spec(service, record.spec)
+        raise LookupFailedError(f"no batch {batch_id!r}; recent batches: {known}")
+    plan = plan_from_spec(record.spec)
     options = dict(record.spec.get("options") or {})
     budget = budget if budget is not None else record.budget_usd
     _check_budget_value(budget)
@@ -220,23 +222,21 @@ async def run_plan(
 
     stats = service.client().stats
     before = stats.total
-    scheduler = BatchScheduler(
-        service,
-        concurrency=concurrency,
-        budget=budget,
-        on_update=on_progress,
-        on_done=placed,
-        batch_id=batch_id,
-    )
-    progress = await scheduler.run(jobs)
+    spent = sum(j.cost_usd or 0.0 for j in jobs if j.status == "completed")
+    limit = Budget(budget, name="batch budget", hint="a larger --budget", spent=spent)
+    runner = BatchRun(
+        service, batch_id=batch_id, concurrency=concurrency, budget=limit,
+        on_update=on_progress, on_done=placed,
+    )  # fmt: skip
+    progress = await runner.run(jobs)
     final = latest_jobs(await store.batch_jobs(batch_id))
     files = await asyncio.to_thread(_write_folder, plan, final, folder, width)
     submitted = sum(1 for j in jobs if j.status == "pending" and final[batch_index(j)].request_id)
     return _summary(
         plan, final, folder, budget, files,
         batch_id=batch_id, budget_stopped=progress.budget_stopped,
-        stopped_by=str(scheduler.fatal) if scheduler.fatal else None,
-        errors=scheduler.errors, submitted=submitted,
+        stopped_by=str(runner.fatal) if runner.fatal else None,
+        errors=runner.errors, submitted=submitted,
         http_requests=stats.total - before, elapsed=time.monotonic() - started,
     )  # fmt: skip
 
@@ -245,12 +245,11 @@ async def run_plan(
 
 
 def _check_budget_value(budget: float | None) -> None:
-    if budget is not None and (math.isnan(budget) or budget <= 0):
-        raise ValidationError.field("budget", f"{budget} is not a budget", "a positive USD amount")
+    check_limit(budget, "budget")
 
 
 def _check_concurrency(value: int) -> int:
-    if not 1 <= int(value) <= MAX_CONCURRENCY:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_CONCURRENCY:
         raise ValidationError.field(
             "concurrency", f"{value} is out of range", f"1 to {MAX_CONCURRENCY}"
         )
@@ -258,7 +257,7 @@ def _check_concurrency(value: int) -> int:
 
 
 def _clean(defaults: dict[str, Any] | None) -> dict[str, Any]:
-    return {ALIASES.get(k, k): v for k, v in (defaults or {}).items() if v is not None}
+    return normalise({k: v for k, v in (defaults or {}).items() if v is not None})
 
 
 # ---- results ----

@@ -27,14 +27,8 @@ from typing import Any
 from pydantic import BaseModel
 
 from falkit.errors import FieldError, ValidationError
+from falkit.request import ALIASES, parse_lora, parse_loras
 
-ALIASES = {
-    "size": "image_size",
-    "steps": "num_inference_steps",
-    "guidance": "guidance_scale",
-    "format": "output_format",
-    "lora": "loras",
-}
 MAX_JOBS = 100_000
 _INT = re.compile(r"^[+-]?\d+$")
 _FLOAT = re.compile(r"^[+-]?(\d+\.\d*|\.\d+|\d+)([eE][+-]?\d+)?$")
@@ -133,7 +127,7 @@ def _cell(name: str, value: str) -> Any:
     if name == "prompt" or name == "negative_prompt":
         return text
     if ALIASES.get(name, name) == "loras":
-        return json.loads(text) if text.startswith("[") else parse_loras(text)
+        return json.loads(text) if text.startswith("[") else lora_dicts(text)
     if _INT.match(text):
         return int(text)
     if _FLOAT.match(text):
@@ -143,15 +137,9 @@ def _cell(name: str, value: str) -> Any:
     return text
 
 
-def parse_loras(text: str) -> list[dict[str, Any]]:
-    """``url_or_name[:scale]`` items separated by ``;`` or spaces, as LoRA dicts."""
-    out = []
-    for item in re.split(r"[;\s]+", text.strip()):
-        if item:
-            head, sep, tail = item.rpartition(":")
-            scaled = bool(sep and head and _FLOAT.match(tail))
-            out.append({"path": head, "scale": float(tail)} if scaled else {"path": item})
-    return out
+def lora_dicts(value: Any) -> list[dict[str, Any]]:
+    """LoRAs (a ``;``-separated text or a list) as ``{"path", "scale"}`` dicts."""
+    return [ref.wire() for ref in parse_loras(value)]
 
 
 def _from_item(item: Any, number: int, where: str = "item") -> BatchRequest:
@@ -173,8 +161,16 @@ def _normalise(params: dict[str, Any], number: int, where: str) -> dict[str, Any
         out[name] = _plain(value)
     if not isinstance(out.get("prompt"), str) or not out["prompt"].strip():
         raise _line_error(number, "prompt", "missing or empty", where=where)
-    if isinstance(out.get("loras"), str):
-        out["loras"] = parse_loras(out["loras"])
+    if out.get("loras"):
+        try:
+            out["loras"] = lora_dicts(out["loras"])
+        except ValidationError as exc:
+            raise ValidationError(
+                [
+                    FieldError(f"{where} {number}: {e.field}", e.message, e.allowed)
+                    for e in exc.errors
+                ]
+            ) from None
     return out
 
 
@@ -347,6 +343,4 @@ def _apply(request: BatchRequest, params: dict[str, Any], chosen: dict[str, Any]
 
 
 def _scaled(item: Any, scale: float) -> dict[str, Any]:
-    if isinstance(item, str):
-        return {"path": item, "scale": scale}
-    return {**dict(item), "scale": scale}
+    return parse_lora(item).model_copy(update={"scale": scale}).wire()

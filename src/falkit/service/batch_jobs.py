@@ -6,10 +6,19 @@ the same batch cannot create a job twice, and the newest job of each place is th
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING
 
 from falkit.errors import ValidationError
-from falkit.service.batch_plan import BatchPlan, PlannedJob, prepare
+from falkit.request import LoraRef, PreparedJob, check_prompt
+from falkit.service.batch_plan import BatchPlan
+from falkit.service.loras import (
+    LoraPlan,
+    LoraSource,
+    classify,
+    fetch_loras,
+    missing_trigger_words,
+)
 
 if TYPE_CHECKING:
     from falkit.service.core import FalService
@@ -48,16 +57,36 @@ async def ensure_jobs(
     latest: dict[int, JobRecord],
     retry_failed: bool,
 ) -> list[JobRecord]:
-    """Every job of the plan in the store, creating those missing; in batch order."""
-    jobs = []
+    """Every job of the plan in the store, creating those missing in bulk; in batch order."""
+    from falkit.store.records import NewJob
+
+    jobs: dict[int, JobRecord] = {}
+    new: list[NewJob] = []
+    resolver = LoraResolver(service, store)
     for planned in plan.jobs:
         job = latest.get(planned.index)
-        if needs_new_job(job, retry_failed):
-            attempt = 0 if job is None else _attempt(job) + 1
-            job = await _create_job(service, store, planned, batch_id, attempt)
-        assert job is not None
-        jobs.append(job)
-    return jobs
+        if not needs_new_job(job, retry_failed):
+            assert job is not None
+            jobs[planned.index] = job
+            continue
+        attempt = 0 if job is None else _attempt(job) + 1
+        prepared = await resolver.resolved(planned.prepared)
+        new.append(
+            NewJob(
+                kind=prepared.kind, model=prepared.model, endpoint_id=prepared.endpoint_id,
+                arguments=prepared.arguments, estimated_cost=prepared.estimated_cost,
+                batch_id=batch_id, batch_index=planned.index,
+                job_id=_job_id(batch_id, planned.index, attempt),
+            )
+        )  # fmt: skip
+    for record in await store.create_jobs(new) if new else []:
+        jobs[batch_index(record)] = record
+    return [jobs[planned.index] for planned in plan.jobs]
+
+
+def _job_id(batch_id: str, index: int, attempt: int) -> str:
+    job_id = f"j_{batch_id.removeprefix('b_')}_{index:05d}"
+    return f"{job_id}_r{attempt}" if attempt else job_id
 
 
 def _attempt(job: JobRecord) -> int:
@@ -65,29 +94,43 @@ def _attempt(job: JobRecord) -> int:
     return int(tail) if sep and tail.isdigit() else 0
 
 
-async def _create_job(
-    service: FalService, store: JobStore, planned: PlannedJob, batch_id: str, attempt: int
-) -> JobRecord:
-    """Journal one job (LoRA names and files resolved to URLs first); its id says its place."""
-    prepared = planned.prepared
-    params = planned.request.params
-    if params.get("loras"):
-        prompt, loras = await service.resolve_loras(params["prompt"], params["loras"])
-        prepared = prepare(service, {**params, "prompt": prompt, "loras": loras})
-    job_id = f"j_{batch_id.removeprefix('b_')}_{planned.index:05d}"
-    if attempt:
-        job_id += f"_r{attempt}"
-    try:
-        return await store.create_job(
-            kind=prepared.kind, model=prepared.model, endpoint_id=prepared.endpoint_id,
-            arguments=prepared.arguments, estimated_cost=prepared.estimated_cost,
-            batch_id=batch_id, batch_index=planned.index, job_id=job_id,
-        )  # fmt: skip
-    except ValidationError:  # another process running the same batch created it just now
-        found = await store.get_job(job_id)
-        if found is None:
-            raise
-        return found
+class LoraResolver:
+    """LoRA names and files of a batch resolved to URLs once each, whatever the job count."""
+
+    def __init__(self, service: FalService, store: JobStore) -> None:
+        self.service = service
+        self.store = store
+        self._sources: dict[str, LoraSource] = {}
+        self._urls: dict[str, str] = {}
+
+    async def resolved(self, prepared: PreparedJob) -> PreparedJob:
+        """The job with its LoRAs as URLs and missing trigger words added to its prompt."""
+        items = prepared.arguments.get("loras") or []
+        if not items:
+            return prepared
+        sources = tuple([await self._source(item["path"], item["scale"]) for item in items])
+        prompt = str(prepared.arguments.get("prompt", ""))
+        missing = missing_trigger_words(prompt, sources)
+        if missing:
+            prompt = check_prompt(" ".join([*(w for w, _ in missing), prompt]))
+        loras = [
+            {**item, "path": await self._url(source)}
+            for item, source in zip(items, sources, strict=True)
+        ]
+        arguments = {**prepared.arguments, "prompt": prompt, "loras": loras}
+        return dataclasses.replace(prepared, arguments=arguments)
+
+    async def _source(self, path: str, scale: float) -> LoraSource:
+        if path not in self._sources:
+            self._sources[path] = await classify(self.store, LoraRef(path=path, scale=scale))
+        return self._sources[path]
+
+    async def _url(self, source: LoraSource) -> str:
+        path = source.ref.path
+        if path not in self._urls:
+            plan = LoraPlan("", (source,))
+            self._urls[path] = (await fetch_loras(self.service, plan, None))[0]["path"]
+        return self._urls[path]
 
 
 def check_budget(

@@ -10,25 +10,14 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from falkit.catalog import DEFAULT_MODEL
 from falkit.errors import FieldError, ValidationError
+from falkit.request import SHORT_NAMES, ImageRequest, PreparedJob
 from falkit.service.batch_input import BatchRequest
-from falkit.service.results import PreparedJob
-
-if TYPE_CHECKING:
-    from falkit.service.core import FalService
 
 SPEC_VERSION = 1
 MAX_REPORTED_ERRORS = 20
-SHORT_NAMES = {
-    "guidance_scale": "guidance",
-    "num_inference_steps": "steps",
-    "image_size": "size",
-    "output_format": "format",
-    "num_images": "images",
-}
 
 
 @dataclass(frozen=True)
@@ -77,13 +66,13 @@ class BatchPlan:
         }
 
 
-def plan_batch(service: FalService, requests: list[BatchRequest], source: str) -> BatchPlan:
+def plan_batch(requests: list[BatchRequest], source: str) -> BatchPlan:
     """Check every request (all errors at once, each naming its input line and field)."""
     jobs: list[PlannedJob] = []
     errors: list[FieldError] = []
     for index, request in enumerate(requests):
         try:
-            prepared = prepare(service, request.params)
+            prepared = prepare(request.params)
         except ValidationError as exc:
             errors.extend(
                 FieldError(f"{request.label}: {e.field}", e.message, e.allowed) for e in exc.errors
@@ -98,16 +87,12 @@ def plan_batch(service: FalService, requests: list[BatchRequest], source: str) -
     return BatchPlan(batch_id_for(jobs), tuple(jobs), varying_keys(jobs), source)
 
 
-def prepare(service: FalService, params: dict[str, Any]) -> PreparedJob:
-    """One request checked against the catalog (flux-lora when it has LoRAs and no model)."""
-    args = dict(params)
-    prompt = args.pop("prompt")
-    if "model" not in args:
-        args["model"] = "flux-lora" if args.get("loras") else DEFAULT_MODEL
-    return service.prepare_image(prompt, **args)
+def prepare(params: dict[str, Any]) -> PreparedJob:
+    """One request checked against the catalog (LoRA names and files not resolved yet)."""
+    return ImageRequest.build(**params).prepare()
 
 
-def plan_from_spec(service: FalService, spec: dict[str, Any]) -> BatchPlan:
+def plan_from_spec(spec: dict[str, Any]) -> BatchPlan:
     """The plan of a stored batch (its requests are stored already expanded)."""
     if spec.get("version") != SPEC_VERSION:
         raise ValidationError.field("batch", f"unsupported batch spec {spec.get('version')!r}")
@@ -117,7 +102,7 @@ def plan_from_spec(service: FalService, spec: dict[str, Any]) -> BatchPlan:
         )
         for r in spec["requests"]
     ]
-    return plan_batch(service, requests, str(spec.get("source", "")))
+    return plan_batch(requests, str(spec.get("source", "")))
 
 
 def batch_id_for(jobs: list[PlannedJob]) -> str:

@@ -7,40 +7,33 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from falkit.catalog import DEFAULT_MODEL
 from falkit.config import Settings, load_settings
-from falkit.errors import (
-    FalkitError,
-    FalTimeoutError,
-    NotFoundError,
-    ServiceDisabledError,
-    ValidationError,
-)
-from falkit.service.generate import finish_image_job, prepare_image
+from falkit.errors import FalkitError, LookupFailedError, ServiceDisabledError, ValidationError
+from falkit.events import Event, NoteEvent
+from falkit.request import ImageRequest, PreparedJob
+from falkit.service.budget import Budget
 from falkit.service.progress import ProgressCallback, emit
-from falkit.service.results import GenerationResult, PreparedJob
-from falkit.types import LogEvent, ProgressEvent
+from falkit.service.results import GenerationResult
 
 if TYPE_CHECKING:
     import httpx
 
     from falkit.client import FalClient
-    from falkit.service.runner import JobRunner
+    from falkit.service.batch import BatchResult
+    from falkit.service.engine import Emit, EngineOptions, Finish, JobEngine
+    from falkit.service.handle import JobHandle
+    from falkit.service.loras import LoraPlan
     from falkit.service.training import TrainingResult
     from falkit.store import JobRecord, JobStore, LoraRecord
-
-Finisher = Callable[["FalService", "JobRecord", Any, ProgressCallback | None], Awaitable[Any]]
-
-
-RESUME_CONCURRENCY = 8
 
 
 class FalService:
     """Generate images (and train LoRAs) with Fal; every job journaled, every image kept.
 
-    Construction is cheap and reads nothing; the store and the HTTP client open on first use.
-    Without an API key ``enabled`` is False and every call that would reach Fal raises
-    ServiceDisabledError saying how to set FAL_API_KEY.
+    Construction is cheap and reads nothing; the store, the HTTP client and the job engine open
+    on first use. Without an API key ``enabled`` is False and every call that would reach Fal
+    raises ServiceDisabledError saying how to set FAL_API_KEY. ``spend_cap`` (USD) refuses any
+    job whose estimate would take this service's spending past it.
     """
 
     def __init__(
@@ -48,12 +41,19 @@ class FalService:
         settings: Settings | None = None,
         *,
         transport: httpx.AsyncBaseTransport | None = None,
+        spend_cap: float | None = None,
+        engine_options: EngineOptions | None = None,
     ) -> None:
         self._settings = settings
         self._transport = transport
         self._client: FalClient | None = None
         self._store: JobStore | None = None
+        self._engine: JobEngine | None = None
+        self._engine_options = engine_options
         self._lock = asyncio.Lock()
+        self.budget = Budget(
+            spend_cap, name="spend cap", hint="a larger spend cap (e.g. --max-spend-usd)"
+        )
 
     # ---- lifecycle ----
 
@@ -74,6 +74,10 @@ class FalService:
         await self.aclose()
 
     async def aclose(self) -> None:
+        """Stop following jobs (they stay journaled for resume), then close connections."""
+        if self._engine is not None:
+            await self._engine.aclose()
+            self._engine = None
         if self._client is not None:
             await self._client.aclose()
             self._client = None
@@ -82,7 +86,7 @@ class FalService:
             self._store = None
 
     async def store(self) -> JobStore:
-        """The library store (opened and migrated on first use)."""
+        """The library store (opened, and migrated if needed, on first use)."""
         async with self._lock:
             if self._store is None:
                 from falkit.store import JobStore
@@ -97,33 +101,127 @@ class FalService:
         if self._client is None:
             from falkit.client import FalClient
 
-            self._client = FalClient(self.settings, transport=self._transport)
+            options = self._options()
+            self._client = FalClient(
+                self.settings,
+                transport=self._transport,
+                stream_connections=max(1, options.follow.stream_cap),
+            )
         return self._client
 
     async def http(self) -> httpx.AsyncClient:
         return self.client().http
 
-    async def runner(self) -> JobRunner:
-        from falkit.service.runner import JobRunner
+    async def engine(self) -> JobEngine:
+        """The job engine (one per service, started on first use)."""
+        client = self.client()
+        store = await self.store()
+        if self._engine is None:
+            from falkit.service.engine import JobEngine
 
-        return JobRunner(self.client(), await self.store())
+            self._engine = JobEngine(client, store, self._options())
+        return self._engine
+
+    def _options(self) -> EngineOptions:
+        if self._engine_options is None:
+            from falkit.service.engine import EngineOptions
+
+            self._engine_options = EngineOptions()
+        return self._engine_options
 
     # ---- generation ----
 
-    def prepare_image(self, prompt: str, **params: Any) -> PreparedJob:
-        """Validate a request and estimate its cost; nothing is sent."""
-        return prepare_image(prompt, **params)
+    def request(self, prompt: Any = None, /, **params: Any) -> ImageRequest:
+        """An image request from any mix of Fal's names and the short ones (checked later)."""
+        return ImageRequest.build(prompt, **params)
+
+    def prepare_image(self, prompt: Any = None, /, **params: Any) -> PreparedJob:
+        """Validate a request and estimate its cost; nothing is sent (LoRA names unresolved)."""
+        return self.request(prompt, **params).prepare()
+
+    async def plan_image(self, request: ImageRequest) -> tuple[PreparedJob, LoraPlan]:
+        """Everything checked offline: LoRA references classified (library, files), missing
+        trigger words added, the request validated once. Nothing is written or sent."""
+        from falkit.service.loras import plan_loras
+
+        store = await self.store() if request.loras else None
+        plan = await plan_loras(store, request.prompt, request.loras)
+        prepared = request.with_prompt(plan.prompt).prepare(plan.wire() or None)
+        return prepared, plan
+
+    async def start_image(
+        self,
+        request: ImageRequest,
+        *,
+        out_dir: Path | str | None = None,
+        budget: Budget | None = None,
+    ) -> JobHandle:
+        """Check, reserve the estimate, journal, and start a generation; returns at once.
+
+        Bad input, a missing key or a budget that would be passed raise here, before anything
+        is written or sent.
+        """
+        prepared, plan = await self.plan_image(request)
+        return await self.start_prepared(prepared, plan=plan, out_dir=out_dir, budget=budget)
+
+    async def start_prepared(
+        self,
+        prepared: PreparedJob,
+        *,
+        plan: LoraPlan | None = None,
+        out_dir: Path | str | None = None,
+        budget: Budget | None = None,
+    ) -> JobHandle:
+        """Start a checked request (see start_image)."""
+        from falkit.service.engine import reserve_all
+        from falkit.store.ids import new_id
+
+        engine = await self.engine()
+        budgets = (self.budget, *([budget] if budget is not None else []))
+        notes = [NoteEvent("", text, "WARNING") for text in (plan.notes if plan else ())]
+        finish = self.image_finisher(Path(out_dir) if out_dir else None)
+        what, job_id = f"this {prepared.model} job", new_id("j")
+        options: dict[str, Any] = {
+            "finish": finish, "budgets": budgets, "estimate": prepared.estimated_cost,
+            "what": what, "notes": notes,
+        }  # fmt: skip
+        reserve_all(budgets, job_id, prepared.estimated_cost, what)
+        try:
+            if plan is not None and plan.needs_network:
+                prepare = self._lora_preparer(prepared, plan, job_id)
+                return engine.launch(job_id, "image", prepare=prepare, **options)
+            job = await self.create_job(prepared, job_id=job_id)
+            return engine.launch(job_id, "image", record=job, **options)
+        except BaseException:
+            for item in budgets:
+                item.release(job_id)
+            raise
+
+    def _lora_preparer(
+        self, prepared: PreparedJob, plan: LoraPlan, job_id: str
+    ) -> Callable[[Emit], Awaitable[JobRecord]]:
+        """The step before journaling a job whose LoRAs need uploading or checking."""
+
+        async def prepare(emit_: Emit) -> JobRecord:
+            from falkit.service.loras import fetch_loras
+
+            loras = await fetch_loras(self, plan, emit_)
+            arguments = {**prepared.arguments, "loras": loras}
+            resolved = PreparedJob(**{**prepared.__dict__, "arguments": arguments})
+            return await self.create_job(resolved, job_id=job_id)
+
+        return prepare
 
     async def generate_image(
         self,
         prompt: str,
         *,
-        model: str = DEFAULT_MODEL,
+        model: str | None = None,
         image_size: Any = None,
         num_inference_steps: int | None = None,
         guidance_scale: float | None = None,
         seed: int | None = None,
-        num_images: int = 1,
+        num_images: int | None = None,
         output_format: str | None = None,
         loras: Any = None,
         on_progress: ProgressCallback | None = None,
@@ -131,49 +229,49 @@ class FalService:
         timeout: float | None = None,
         **extra: Any,
     ) -> GenerationResult:
-        """Generate, wait, download and record; returns the images on disk with provenance."""
-        params: dict[str, Any] = {
-            "model": model,
-            "image_size": image_size,
-            "num_inference_steps": num_inference_steps,
-            "guidance_scale": guidance_scale,
-            "seed": seed,
-            "num_images": num_images,
-            "output_format": output_format,
-            **extra,
-        }
-        # Check everything before LoRA references are resolved (which may upload a file).
-        self.prepare_image(prompt, loras=loras, **params)
-        self.client()  # fail fast without a key, before anything is written or sent
-        prompt, loras = await self.resolve_loras(prompt, loras, on_progress)
-        prepared = self.prepare_image(prompt, loras=loras, **params)
-        job = await self.create_job(prepared)
-        result: GenerationResult = await self.run_job(
-            job, on_progress, out_dir=Path(out_dir) if out_dir else None, timeout=timeout
-        )
+        """Generate, wait, download and record; returns the images on disk with provenance.
+
+        ``model`` defaults to flux-schnell (flux-lora when ``loras`` are given). With a
+        ``timeout``, FalTimeoutError after that many seconds; the job goes on and
+        `falkit jobs resume` finishes it if this service closes first.
+        """
+        request = self.request(
+            prompt, model=model, image_size=image_size, num_inference_steps=num_inference_steps,
+            guidance_scale=guidance_scale, seed=seed, num_images=num_images,
+            output_format=output_format, loras=loras, **extra,
+        )  # fmt: skip
+        if timeout is not None and not timeout > 0:
+            raise ValidationError.field("timeout", f"{timeout} is not a timeout", "seconds > 0")
+        handle = await self.start_image(request, out_dir=out_dir)
+        result: GenerationResult = await follow(handle, on_progress, timeout)
         return result
 
-    async def generate_image_events(
-        self, prompt: str, **params: Any
-    ) -> AsyncIterator[ProgressEvent]:
-        """generate_image as an async iterator of progress events.
-
-        The last event is a CompletedEvent carrying the GenerationResult, or a FailedEvent; an
-        error is raised after its FailedEvent.
-        """
-        async for event in _events(
-            lambda cb: self.generate_image(prompt, on_progress=cb, **params)
-        ):
+    async def generate_image_events(self, prompt: str, **params: Any) -> AsyncIterator[Event]:
+        """generate_image as an async iterator of events; the last is CompletedEvent (with the
+        GenerationResult), FailedEvent or CancelledEvent. Errors are raised after it."""
+        handle = await self.start_image(self.request(prompt, **params))
+        async for event in handle.events():
             yield event
+        await handle.result()
 
     async def resolve_loras(
         self, prompt: str, loras: Any, on_progress: ProgressCallback | None = None
-    ) -> tuple[str, Any]:
+    ) -> tuple[str, list[dict[str, Any]]]:
         """LoRA references (URLs, library names, local files) as Fal takes them, and the
-        prompt with any missing trigger word added (the user is told through a log event)."""
-        from falkit.service.loras import resolve_loras
+        prompt with any missing trigger word added (the user is told through a note event)."""
+        from falkit.request import parse_loras
+        from falkit.service.loras import fetch_loras, plan_loras
 
-        return await resolve_loras(self, prompt, loras, on_progress)
+        refs = parse_loras(loras)
+        needs_store = any(not ref.path.startswith(("https://", "http://", "data:")) for ref in refs)
+        plan = await plan_loras(await self.store() if needs_store else None, prompt, refs)
+        for text in plan.notes:
+            await emit(on_progress, NoteEvent("", text, "WARNING"))
+        events: list[Event] = []
+        resolved = await fetch_loras(self, plan, events.append)
+        for event in events:
+            await emit(on_progress, event)
+        return plan.prompt, resolved
 
     async def generate_with_lora(
         self, prompt: str, *, lora_url: str, lora_scale: float = 1.0, **params: Any
@@ -181,13 +279,39 @@ class FalService:
         """generate_image on flux-lora with one LoRA, as in the integration guide.
 
         lora_url may also be a LoRA's name in the library or a local .safetensors file;
-        lora_scale is 0 to 2 (0.6 to 1.0 is the usual range). For several LoRAs at once, call
-        generate_image(prompt, model="flux-lora", loras=[...]).
+        lora_scale is 0 to 2 (0.6 to 1.0 is the usual range).
         """
-        params.setdefault("model", "flux-lora")
         return await self.generate_image(
             prompt, loras=[{"path": lora_url, "scale": lora_scale}], **params
         )
+
+    def image_finisher(self, out_dir: Path | None = None) -> Finish:
+        from falkit.service.generate import finish_image_job
+
+        async def finish(job: JobRecord, response: Any, emit_: Emit) -> GenerationResult:
+            return await finish_image_job(self, job, response, emit_, out_dir)
+
+        return finish
+
+    # ---- LoRA training ----
+
+    async def start_training(
+        self,
+        source: str | Path,
+        *,
+        trigger_word: str | None = None,
+        name: str | None = None,
+        steps: int = 1000,
+        is_style: bool = False,
+        create_masks: bool = True,
+    ) -> JobHandle:
+        """Check a training request, then pack, upload, journal and train in the background."""
+        from falkit.service.training import start_training
+
+        return await start_training(
+            self, source, trigger_word=trigger_word, name=name, steps=steps,
+            is_style=is_style, create_masks=create_masks,
+        )  # fmt: skip
 
     async def train_lora(
         self,
@@ -206,29 +330,36 @@ class FalService:
         the LoRA is registered under ``name`` (default: the trigger word) and its weights are
         kept in FALKIT_HOME/loras/<name>.safetensors.
         """
-        from falkit.service.training import train_lora
+        handle = await self.start_training(
+            source, trigger_word=trigger_word, name=name, steps=steps,
+            is_style=is_style, create_masks=create_masks,
+        )  # fmt: skip
+        result: TrainingResult = await follow(handle, on_progress)
+        return result
 
-        return await train_lora(
-            self,
-            source,
-            trigger_word=trigger_word,
-            name=name,
-            steps=steps,
-            is_style=is_style,
-            create_masks=create_masks,
-            on_progress=on_progress,
-        )
+    # ---- batches ----
 
-    async def generate_batch(self, requests: Any, **options: Any) -> Any:
+    async def generate_batch(self, requests: Any, **options: Any) -> BatchResult:
         """Generate many images within a budget, resumably (see falkit.service.batch)."""
         from falkit.service.batch import generate_batch
 
         return await generate_batch(self, requests, **options)
 
+    async def resume_batch(self, batch_id: str, **options: Any) -> BatchResult:
+        """Carry on a stored batch (see falkit.service.batch)."""
+        from falkit.service.batch import resume_batch
+
+        return await resume_batch(self, batch_id, **options)
+
     # ---- jobs ----
 
     async def create_job(
-        self, prepared: PreparedJob, *, batch_id: str | None = None, batch_index: int | None = None
+        self,
+        prepared: PreparedJob,
+        *,
+        batch_id: str | None = None,
+        batch_index: int | None = None,
+        job_id: str | None = None,
     ) -> JobRecord:
         store = await self.store()
         return await store.create_job(
@@ -239,60 +370,47 @@ class FalService:
             estimated_cost=prepared.estimated_cost,
             batch_id=batch_id,
             batch_index=batch_index,
+            job_id=job_id,
         )
 
-    async def run_job(
-        self,
-        job: JobRecord,
-        on_progress: ProgressCallback | None = None,
-        *,
-        out_dir: Path | None = None,
-        timeout: float | None = None,
-    ) -> Any:
-        """Submit a stored job if it never was, else reattach; follow it and finish it.
-
-        With a timeout, waiting stops after that many seconds and raises FalTimeoutError; the
-        job stays journaled and `falkit jobs resume` (service.resume) finishes it later.
-        """
-        runner = await self.runner()
-        if job.request_id is None:
-            if job.status != "pending":
-                raise FalkitError(f"job {job.id} is {job.status}; it will not be submitted again")
-            handle = await runner.submit(job, on_progress=on_progress)
-            job = await self._reload(job.id)
-        else:
-            handle = runner.handle_for(job)
-        try:
-            async with asyncio.timeout(timeout):
-                response = await runner.follow(job, handle, on_progress)
-        except TimeoutError:
-            raise FalTimeoutError(
-                f"job {job.id} is still running at Fal after {timeout:g}s; "
-                "`falkit jobs resume` will fetch its output",
-                request_id=job.request_id,
-            ) from None
-        if job.kind == "image":
-            return await finish_image_job(self, job, response, on_progress, out_dir)
-        return await self.finisher(job.kind)(self, job, response, on_progress)
-
-    def finisher(self, kind: str) -> Finisher:
+    def finisher(self, kind: str) -> Finish:
         """How a job of this kind is finished once its output is in."""
+        if kind == "image":
+            return self.image_finisher()
         if kind == "training":
             from falkit.service.training import finish_training_job
 
-            return finish_training_job
+            async def finish(job: JobRecord, response: Any, emit_: Emit) -> TrainingResult:
+                return await finish_training_job(self, job, response, emit_)
+
+            return finish
         raise FalkitError(f"no handler for jobs of kind {kind!r}")
 
-    async def _reload(self, job_id: str) -> JobRecord:
+    async def get_job(self, job_id: str) -> JobRecord:
+        """A job by id, id prefix or Fal request id (LookupFailedError if there is none)."""
         store = await self.store()
         job = await store.get_job(job_id)
         if job is None:
-            raise NotFoundError(f"no job {job_id}")
+            raise LookupFailedError(f"no job {job_id!r} in the library; see `falkit jobs list`")
         return job
 
-    async def get_job(self, job_id: str) -> JobRecord:
-        """A job by id, id prefix or Fal request id."""
-        return await self._reload(job_id)
+    async def handle(self, job_id: str) -> JobHandle:
+        """A handle on a job: the running one, or the journaled job reattached (never
+        submitted again if it has a request id; a never-sent one is submitted)."""
+        if self._engine is not None:
+            live = self._engine.get(job_id)
+            if live is not None:
+                return live
+        job = await self.get_job(job_id)
+        engine = await self.engine()
+        live = engine.get(job.id)
+        if live is not None:
+            return live
+        from falkit.service.jobs import ended_handle
+
+        if job.finished or job.status == "submitting":
+            return ended_handle(engine, job)
+        return engine.attach(job, self.finisher(job.kind))
 
     async def list_jobs(
         self, *, search: str | None = None, limit: int = 20, **kw: Any
@@ -301,12 +419,10 @@ class FalService:
         return await store.list_jobs(search=search, limit=limit, **kw)
 
     async def cancel_job(self, job_id: str) -> str:
-        """Cancel a job at Fal (or locally if it never was submitted)."""
-        job = await self._reload(job_id)
-        if job.status in ("completed", "failed", "cancelled", "unknown"):
-            return f"ALREADY_{job.status.upper()}"
-        runner = await self.runner()
-        return await runner.cancel(job)
+        """Cancel a job (at Fal if it was sent); Fal's word for the outcome."""
+        from falkit.service.jobs import cancel_job
+
+        return await cancel_job(self, job_id)
 
     async def retry_job(
         self,
@@ -315,24 +431,11 @@ class FalService:
         *,
         out_dir: Path | None = None,
     ) -> Any:
-        """Submit a failed, cancelled or unknown image job again, as a new job.
+        """Submit a failed, cancelled or unknown image job again, as a new job (an explicit
+        choice: an "unknown" job's first submit may have reached Fal)."""
+        from falkit.service.jobs import retry_job
 
-        An explicit user choice: for an "unknown" job the first submit may have reached Fal,
-        so this may be paid twice.
-        """
-        old = await self._reload(job_id)
-        if old.status not in ("unknown", "failed", "cancelled"):
-            raise ValidationError.field(
-                "job_id", f"job {old.id} is {old.status}", "a failed, cancelled or unknown job"
-            )
-        if old.kind != "image":
-            raise ValidationError.field(
-                "job_id", f"job {old.id} is a {old.kind} job", "image jobs; train LoRAs anew"
-            )
-        prepared = PreparedJob(old.model, old.endpoint_id, dict(old.arguments), old.estimated_cost)
-        self.client()
-        job = await self.create_job(prepared)
-        return await self.run_job(job, on_progress, out_dir=out_dir)
+        return await retry_job(self, job_id, on_progress, out_dir=out_dir)
 
     async def resume(
         self, on_progress: ProgressCallback | None = None, *, kind: str | None = None
@@ -341,38 +444,9 @@ class FalService:
 
         Returns one entry per job: its result, or the exception it ended with.
         """
-        store = await self.store()
-        jobs = await store.unfinished_jobs(kind=kind)
-        self.client()
-        # A batch's never-sent jobs wait for `falkit batch resume`, which keeps its budget.
-        held = {j.batch_id for j in jobs if j.batch_id and j.request_id is None}
-        for batch_id in sorted(held, key=str):
-            await emit(
-                on_progress,
-                LogEvent("", f"batch {batch_id} has unsent jobs: `falkit batch resume {batch_id}`"),
-            )
-        jobs = [j for j in jobs if not (j.batch_id and j.request_id is None)]
-        limit = asyncio.Semaphore(RESUME_CONCURRENCY)
+        from falkit.service.jobs import resume
 
-        async def one(job: JobRecord) -> Any:
-            async with limit:
-                return await self._resume_one(job, on_progress)
-
-        return list(await asyncio.gather(*(one(job) for job in jobs)))
-
-    async def _resume_one(self, job: JobRecord, on_progress: ProgressCallback | None) -> Any:
-        if job.status == "submitting":
-            from falkit.errors import SubmitUncertainError
-            from falkit.service.runner import UNCERTAIN_HINT
-
-            store = await self.store()
-            message = "interrupted while submitting; " + UNCERTAIN_HINT.format(job_id=job.id)
-            await store.fail_job(job.id, error=message, status="unknown")
-            return SubmitUncertainError(message)
-        try:
-            return await self.run_job(job, on_progress)
-        except FalkitError as exc:
-            return exc
+        return await resume(self, on_progress, kind=kind)
 
     # ---- LoRA library ----
 
@@ -382,12 +456,12 @@ class FalService:
         return await store.list_loras()
 
     async def get_lora(self, name: str) -> LoraRecord:
-        """A registered LoRA by name; NotFoundError listing the library when there is none."""
+        """A registered LoRA by name; LookupFailedError listing the library when there is none."""
         store = await self.store()
         record = await store.get_lora(name)
         if record is None:
             names = ", ".join(r.name for r in await store.list_loras()) or "none"
-            raise NotFoundError(f"no LoRA named {name!r}; registered: {names}")
+            raise LookupFailedError(f"no LoRA named {name!r}; registered: {names}")
         return record
 
     async def remove_lora(self, name: str, *, delete_file: bool = True) -> bool:
@@ -402,23 +476,24 @@ class FalService:
         return removed
 
 
-async def _events(
-    start: Callable[[ProgressCallback], Awaitable[Any]],
-) -> AsyncIterator[ProgressEvent]:
-    """Bridge a callback-reporting coroutine into an async iterator of its events."""
-    queue: asyncio.Queue[ProgressEvent | None] = asyncio.Queue()
+async def follow(
+    handle: JobHandle, on_progress: ProgressCallback | None, timeout: float | None = None
+) -> Any:
+    """A job's result, passing its events to ``on_progress`` as they come."""
+    if on_progress is None:
+        return await handle.result(timeout)
 
-    async def run() -> None:
-        try:
-            await start(queue.put_nowait)
-        finally:
-            queue.put_nowait(None)
+    async def relay() -> None:
+        async for event in handle.events():
+            await emit(on_progress, event)
 
-    task = asyncio.create_task(run())
+    relaying = asyncio.create_task(relay())
     try:
-        while (event := await queue.get()) is not None:
-            yield event
-        await task
-    finally:
-        if not task.done():
-            task.cancel()
+        result = await handle.result(timeout)
+        await relaying
+        return result
+    except BaseException:
+        if not relaying.done():
+            await asyncio.wait({relaying}, timeout=0.5)
+            relaying.cancel()
+        raise

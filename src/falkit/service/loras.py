@@ -19,16 +19,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import pydantic
-
-from falkit.errors import FieldError, ValidationError
-from falkit.service.progress import emit
-from falkit.types import LogEvent, LoraWeight
+from falkit.errors import ValidationError
+from falkit.events import Event, NoteEvent
+from falkit.request import LoraRef
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from falkit.service.core import FalService
-    from falkit.service.progress import ProgressCallback
     from falkit.store import JobStore, LoraRecord
+
+    Emit = Callable[[Event], object]
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 NAME_RULE = "1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit"
@@ -94,63 +95,97 @@ def _check_tensors(header: dict[str, Any], data_size: int) -> None:
 
 
 @dataclass(frozen=True)
-class LoraRef:
-    """One requested LoRA, classified: a URL, a library entry or a local file."""
+class LoraSource:
+    """What one requested LoRA turned out to be: a URL, a library entry or a local file."""
 
-    path: str
-    scale: float
+    ref: LoraRef
     record: LoraRecord | None = None
     file: Path | None = None
 
-
-def lora_items(loras: Any) -> list[tuple[str, float]]:
-    """(reference, scale) pairs from str, {"path", "scale"} dicts or LoraWeight; scales 0 to 2."""
-    items = loras if isinstance(loras, list | tuple) else [loras]
-    out: list[tuple[str, float]] = []
-    for index, item in enumerate(items):
-        raw = {"path": item} if isinstance(item, str) else item
-        try:
-            weight = raw if isinstance(raw, LoraWeight) else LoraWeight.model_validate(dict(raw))
-        except (pydantic.ValidationError, TypeError, ValueError) as exc:
-            raise ValidationError(_item_errors(index, exc)) from None
-        out.append((weight.path.strip(), weight.scale))
-    return out
+    @property
+    def wire_path(self) -> str:
+        """The path sent to Fal as far as known offline (a local file's path until uploaded)."""
+        if self.record is not None:
+            return self.record.url
+        return str(self.file) if self.file is not None else self.ref.path
 
 
-def _item_errors(index: int, exc: Exception) -> list[FieldError]:
-    if not isinstance(exc, pydantic.ValidationError):
-        return [FieldError(f"loras.{index}", "must be a URL, a name or {path, scale}")]
-    limits = {"scale": "0 to 2 (0.6 to 1.0 is the usual range)", "path": "a URL, name or file"}
-    out = []
-    for err in exc.errors():
-        part = str(err["loc"][0]) if err["loc"] else "path"
-        out.append(FieldError(f"loras.{index}.{part}", err["msg"], limits.get(part)))
-    return out
-
-
-async def classify(store: JobStore, path: str, scale: float) -> LoraRef:
+async def classify(store: JobStore, ref: LoraRef, index: int = 0) -> LoraSource:
     """What a reference is; unknown references raise ValidationError listing the library."""
+    path = ref.path
     if path.startswith(URL_PREFIXES):
-        return LoraRef(path, scale)
+        return LoraSource(ref)
     if NAME_PATTERN.match(path):
         record = await store.get_lora(path)
         if record is not None:
-            return LoraRef(path, scale, record=record)
+            return LoraSource(ref, record=record)
     file = Path(path).expanduser()
     if file.is_file():
         try:
             safetensors_header(file)
         except (ValueError, OSError) as exc:
             message = f"{path} is not a safetensors LoRA file: {exc}"
-            raise ValidationError.field("loras", message) from None
-        return LoraRef(path, scale, file=file)
+            raise ValidationError.field(f"loras.{index}", message) from None
+        return LoraSource(ref, file=file)
     names = [r.name for r in await store.list_loras()]
     library = ", ".join(names) if names else "none yet (`falkit lora train` adds one)"
     raise ValidationError.field(
-        "loras",
+        f"loras.{index}",
         f"{path!r} is not an http(s) URL, a registered LoRA name or an existing file",
         f"registered LoRAs: {library}",
     )
+
+
+@dataclass(frozen=True)
+class LoraPlan:
+    """A request's LoRAs resolved offline: the prompt with missing trigger words, the sources,
+    and the notes to tell the user. Fetching (uploads, URL checks) happens later."""
+
+    prompt: str
+    sources: tuple[LoraSource, ...] = ()
+    notes: tuple[str, ...] = ()
+
+    def wire(self) -> list[dict[str, Any]]:
+        return [{"path": s.wire_path, "scale": s.ref.scale} for s in self.sources]
+
+    @property
+    def needs_network(self) -> bool:
+        """Whether fetch_loras has anything to do (a file to upload, a library URL to check)."""
+        return any(s.record is not None or s.file is not None for s in self.sources)
+
+
+async def plan_loras(store: JobStore | None, prompt: str, refs: tuple[LoraRef, ...]) -> LoraPlan:
+    """Classify every reference and add missing trigger words; no network."""
+    if not refs:
+        return LoraPlan(prompt)
+    if store is None or all(r.path.startswith(URL_PREFIXES) for r in refs):
+        return LoraPlan(prompt, tuple(LoraSource(r) for r in refs))
+    sources = tuple([await classify(store, ref, i) for i, ref in enumerate(refs)])
+    missing = missing_trigger_words(prompt, sources)
+    notes = tuple(
+        f"added trigger word {word!r} of LoRA {name!r} to the prompt" for word, name in missing
+    )
+    if missing:
+        prompt = " ".join([*(w for w, _ in missing), prompt])
+    return LoraPlan(prompt, sources, notes)
+
+
+async def fetch_loras(
+    service: FalService, plan: LoraPlan, emit: Emit | None
+) -> list[dict[str, Any]]:
+    """The LoRAs as Fal takes them: files uploaded (once), library URLs checked (re-uploaded
+    from the kept copy when gone)."""
+    store = await service.store() if plan.needs_network else None
+    out = []
+    for source in plan.sources:
+        if source.record is not None and store is not None:
+            url = await library_url(service, store, source.record, emit)
+        elif source.file is not None and store is not None:
+            url = await upload_once(service, store, source.file)
+        else:
+            url = source.ref.path
+        out.append({"path": url, "scale": source.ref.scale})
+    return out
 
 
 async def upload_once(
@@ -169,20 +204,20 @@ async def upload_once(
     return url
 
 
-def missing_trigger_words(prompt: str, refs: list[LoraRef]) -> list[tuple[str, str]]:
+def missing_trigger_words(prompt: str, sources: tuple[LoraSource, ...]) -> list[tuple[str, str]]:
     """(trigger word, LoRA name) for each library LoRA whose word the prompt does not contain."""
     out: list[tuple[str, str]] = []
-    for ref in refs:
-        word = (ref.record.trigger_word or "").strip() if ref.record else ""
+    for source in sources:
+        word = (source.record.trigger_word or "").strip() if source.record else ""
         if not word or any(word == w for w, _ in out):
             continue
         if not re.search(rf"(?<!\w){re.escape(word)}(?!\w)", prompt):
-            out.append((word, ref.path))
+            out.append((word, source.ref.path))
     return out
 
 
 async def library_url(
-    service: FalService, store: JobStore, record: LoraRecord, on_progress: ProgressCallback | None
+    service: FalService, store: JobStore, record: LoraRecord, emit: Emit | None
 ) -> str:
     """A library LoRA's URL; if it no longer answers (Fal's files expire, an emulator's die
     with it) and the weights are kept locally, the kept copy is uploaded and the entry updated.
@@ -204,7 +239,8 @@ async def library_url(
         replace=True,
     )
     message = f"the URL of LoRA {record.name!r} no longer answers; uploaded its kept copy"
-    await emit(on_progress, LogEvent("", message, "WARNING"))
+    if emit is not None:
+        emit(NoteEvent("", message, "WARNING"))
     return url
 
 
@@ -233,32 +269,3 @@ async def url_answers(service: FalService, url: str) -> bool:
         return False
     except httpx.HTTPError:
         return True
-
-
-async def resolve_loras(
-    service: FalService, prompt: str, loras: Any, on_progress: ProgressCallback | None
-) -> tuple[str, Any]:
-    """The prompt (with missing trigger words prepended) and the LoRAs as Fal takes them."""
-    if not loras:
-        return prompt, loras
-    items = lora_items(loras)
-    if all(path.startswith(URL_PREFIXES) for path, _ in items):
-        return prompt, [{"path": path, "scale": scale} for path, scale in items]
-    store = await service.store()
-    refs = [await classify(store, path, scale) for path, scale in items]
-    resolved: list[dict[str, Any]] = []
-    for ref in refs:
-        if ref.record is not None:
-            url = await library_url(service, store, ref.record, on_progress)
-        elif ref.file is not None:
-            url = await upload_once(service, store, ref.file)
-        else:
-            url = ref.path
-        resolved.append({"path": url, "scale": ref.scale})
-    missing = missing_trigger_words(prompt, refs)
-    for word, name in missing:
-        message = f"added trigger word {word!r} of LoRA {name!r} to the prompt"
-        await emit(on_progress, LogEvent("", message, "WARNING"))
-    if missing:
-        prompt = " ".join([*(w for w, _ in missing), prompt])
-    return prompt, resolved

@@ -10,17 +10,8 @@ import re
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 
-from falkit.types import (
-    Completed,
-    InProgress,
-    LogEvent,
-    ProgressEvent,
-    Queued,
-    QueuedEvent,
-    StartedEvent,
-    Status,
-    StepEvent,
-)
+from falkit.events import Event, LogEvent, ProgressEvent, QueuedEvent, StartedEvent, StepEvent
+from falkit.types import Completed, InProgress, Queued, Status
 
 ProgressCallback = Callable[[ProgressEvent], Awaitable[None] | None]
 
@@ -76,10 +67,10 @@ class EventMapper:
                 yield StepEvent(self.job_id, step[0], step[1])
 
 
-async def emit(callback: ProgressCallback | None, event: ProgressEvent) -> None:
+async def emit(callback: ProgressCallback | None, event: Event) -> None:
     """Call a sync or async progress callback."""
     if callback is None:
         return
-    outcome = callback(event)
+    outcome = callback(event)  # type: ignore[arg-type]
     if outcome is not None:
         await outcome

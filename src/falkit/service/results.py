@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -96,17 +96,3 @@ class GenerationResult:
             timings=dict(job.timings or {}),
             prompt=job.prompt,
         )
-
-
-@dataclass(frozen=True)
-class PreparedJob:
-    """A checked request, ready to submit: what will be sent and what it should cost."""
-
-    model: str
-    endpoint_id: str
-    arguments: dict[str, Any]
-    estimated_cost: float | None
-    kind: str = "image"
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)

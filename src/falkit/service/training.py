@@ -22,16 +22,18 @@ import pydantic
 
 from falkit.catalog import MODELS, TrainingOutput
 from falkit.errors import DownloadError, JobFailedError, ValidationError
+from falkit.events import DownloadingEvent, NoteEvent
+from falkit.request import PreparedJob
 from falkit.service.dataset import ALLOWED, Dataset, load_folder, load_zip, problem
 from falkit.service.downloads import atomic_write
 from falkit.service.generate import recorded_cost
 from falkit.service.loras import check_name, name_from, safetensors_header
-from falkit.service.progress import ProgressCallback, emit
-from falkit.service.results import PreparedJob
-from falkit.types import CompletedEvent, DownloadingEvent, FalResponse, LogEvent
+from falkit.types import FalResponse
 
 if TYPE_CHECKING:
     from falkit.service.core import FalService
+    from falkit.service.engine import Emit
+    from falkit.service.handle import JobHandle
     from falkit.store import JobRecord, JobStore, LoraRecord
 
 MODEL = "flux-lora-training"
@@ -186,7 +188,7 @@ def read_all_pending(home: Path) -> dict[str, dict[str, Any]]:
 # ---- training ----
 
 
-async def train_lora(
+async def start_training(
     service: FalService,
     source: str | Path,
     *,
@@ -195,9 +197,11 @@ async def train_lora(
     steps: int = 1000,
     is_style: bool = False,
     create_masks: bool = True,
-    on_progress: ProgressCallback | None = None,
-) -> TrainingResult:
-    """Check, upload, journal, submit once, follow, then keep and register the LoRA."""
+) -> JobHandle:
+    """Check everything (no network), then pack, upload, journal, submit once, follow, keep
+    and register the LoRA in the background; the handle comes back at once."""
+    from falkit.store.ids import new_id
+
     plan = await plan_training(
         service,
         source,
@@ -208,37 +212,46 @@ async def train_lora(
         create_masks=create_masks,
     )
     client = service.client()  # fail fast without a key, before anything is uploaded
-    url = plan.source
-    if plan.dataset is not None:
-        data = plan.dataset
-        note = f"dataset ok: {len(data.images)} images, {len(data.captions)} captions; uploading"
-        await emit(on_progress, LogEvent("", note))
-        packed = await asyncio.to_thread(data.pack)
-        url = await client.upload(packed, "application/zip", f"{plan.name}.zip")
+    engine = await service.engine()
     spec = MODELS[MODEL]
-    arguments = {**plan.arguments, "images_data_url": url}
-    cost = spec.estimate_cost(arguments)
-    job = await service.create_job(
-        PreparedJob(spec.name, spec.endpoint_id, arguments, cost, kind="training")
-    )
-    count = len(plan.dataset.images) if plan.dataset else None
-    write_pending(
-        service.settings.home, job.id, {"name": plan.name, "source": plan.source, "images": count}
-    )
-    try:
-        result = await service.run_job(job, on_progress)
-    except JobFailedError:  # failed or cancelled at Fal: nothing will ever be registered
-        (pending_dir(service.settings.home) / f"{job.id}.json").unlink(missing_ok=True)
-        raise
-    assert isinstance(result, TrainingResult)
-    return result
+    estimate = spec.estimate_cost(plan.arguments)
+    job_id = new_id("j")
+
+    async def prepare(emit: Emit) -> JobRecord:
+        url = plan.source
+        if plan.dataset is not None:
+            data = plan.dataset
+            emit(NoteEvent("", f"dataset ok: {len(data.images)} images, "
+                           f"{len(data.captions)} captions; uploading"))  # fmt: skip
+            packed = await asyncio.to_thread(data.pack)
+            url = await client.upload(packed, "application/zip", f"{plan.name}.zip")
+        arguments = {**plan.arguments, "images_data_url": url}
+        prepared = PreparedJob(spec.name, spec.endpoint_id, arguments, estimate, kind="training")
+        count = len(plan.dataset.images) if plan.dataset else None
+        pending = {"name": plan.name, "source": plan.source, "images": count}
+        write_pending(service.settings.home, job_id, pending)
+        return await service.create_job(prepared, job_id=job_id)
+
+    async def finish(job: JobRecord, response: FalResponse, emit: Emit) -> TrainingResult:
+        return await finish_training_job(service, job, response, emit)
+
+    handle = engine.launch(
+        job_id, "training", finish=finish, prepare=prepare, estimate=estimate,
+        budgets=(service.budget,), what="this LoRA training",
+    )  # fmt: skip
+    home = service.settings.home
+    handle.add_done_callback(lambda error: _forget_pending(home, job_id, error))
+    return handle
+
+
+def _forget_pending(home: Path, job_id: str, error: BaseException | None) -> None:
+    """A training that failed or was cancelled at Fal never registers anything."""
+    if isinstance(error, JobFailedError):
+        (pending_dir(home) / f"{job_id}.json").unlink(missing_ok=True)
 
 
 async def finish_training_job(
-    service: FalService,
-    job: JobRecord,
-    response: FalResponse,
-    on_progress: ProgressCallback | None,
+    service: FalService, job: JobRecord, response: FalResponse, emit: Emit
 ) -> TrainingResult:
     """Download and verify the weights, register the LoRA, complete the job (safe to re-run)."""
     try:
@@ -249,9 +262,9 @@ async def finish_training_job(
     home = service.settings.home
     pending = read_pending(home, job.id) or {}
     store = await service.store()
-    name, record = await _registration_name(store, job, pending, on_progress)
+    name, record = await _registration_name(store, job, pending, emit)
     if record is None:
-        await emit(on_progress, DownloadingEvent(job.id, 1))
+        emit(DownloadingEvent(job.id, 1))
         local = await download_lora(service, output.diffusers_lora_file.url, name)
         config = output.config_file.url if output.config_file else None
         record = await store.add_lora(
@@ -274,16 +287,11 @@ async def finish_training_job(
         images=[],
     )
     (pending_dir(home) / f"{job.id}.json").unlink(missing_ok=True)
-    result = result_from(record, job, cost)
-    await emit(on_progress, CompletedEvent(job.id, result))
-    return result
+    return result_from(record, job, cost)
 
 
 async def _registration_name(
-    store: JobStore,
-    job: JobRecord,
-    pending: dict[str, Any],
-    on_progress: ProgressCallback | None,
+    store: JobStore, job: JobRecord, pending: dict[str, Any], emit: Emit
 ) -> tuple[str, LoraRecord | None]:
     """The name to register under, and the record if this job already registered it."""
     wanted = str(pending.get("name") or name_from(job.arguments.get("trigger_word") or job.id))
@@ -295,7 +303,7 @@ async def _registration_name(
     other = f"{wanted}-{job.id[-6:]}"
     again = await store.get_lora(other)
     message = f"a LoRA named {wanted!r} appeared meanwhile; registering this one as {other!r}"
-    await emit(on_progress, LogEvent(job.id, message, "WARNING"))
+    emit(NoteEvent(job.id, message, "WARNING"))
     return other, again if again is not None and again.job_id == job.id else None
 
 
