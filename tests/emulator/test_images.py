@@ -162,3 +162,27 @@ def test_placeholder_shows_the_emulator_banner_and_is_cheap() -> None:
     started = time.perf_counter()
     assert render(spec) == data  # cached
     assert time.perf_counter() - started < 0.01
+
+
+async def test_plain_images_share_a_picture_and_carry_details_in_metadata(
+    make_client: ClientFactory,
+) -> None:
+    client = await make_client(plain_images=True)
+    urls = []
+    for fmt, seed in (("jpeg", 1), ("jpeg", 2), ("png", 1)):
+        body = {"prompt": "a plain fox", "seed": seed, "output_format": fmt}
+        result = (await generate(client, "fal-ai/flux/dev", body)).json()
+        urls.append(result["images"][0]["url"])
+    first, second, as_png = [(await client.get(url)).content for url in urls]
+    assert first != second  # the seed is in the metadata
+    a, b, c = _decode(first), _decode(second), _decode(as_png)
+    assert (a.size, a.format, c.format) == ((1024, 768), "JPEG", "PNG")
+    assert a.tobytes() == b.tobytes()  # one picture per size and format
+    assert b"prompt: a plain fox" in a.info["comment"]
+    assert b"seed: 2" in b.info["comment"]
+    assert "model: fal-ai/flux/dev" in c.info["Comment"]
+    spec = RenderSpec("x" * 70_000, 1, "m", 64, 64, "jpeg", plain=True)
+    assert _decode(render(spec)).size == (64, 64)  # an over-long prompt is cut to fit a segment
+    assert render(RenderSpec("same", 1, "m", 64, 64, "png", plain=True)) == render(
+        RenderSpec("same", 1, "m", 64, 64, "png", plain=True)
+    )

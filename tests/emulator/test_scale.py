@@ -7,7 +7,7 @@ import time
 
 import httpx
 
-from falkit.emulator import EmulatorConfig, run_emulator
+from falkit.emulator import EmulatorConfig, create_app, run_emulator
 
 from .conftest import AUTH
 
@@ -45,3 +45,77 @@ async def test_500_queued_jobs_drain_under_the_concurrency_limit() -> None:
     assert drain < 10 * (JOBS - LIMIT) / LIMIT * LATENCY  # not dominated by overhead
     assert emu.stats.submits == JOBS
     assert submit_time < 10
+
+
+IN_FLIGHT = 1000
+
+
+async def test_1000_jobs_in_flight_with_polls_streams_and_downloads() -> None:
+    """A thousand jobs running at once, followed by polls and SSE streams, results and images
+    fetched; every job submitted exactly once and finished once."""
+    app = create_app(EmulatorConfig(latency=5.0, concurrency=10_000, ping_interval=1.0))
+    engine = app.state.emulator
+    transport = httpx.ASGITransport(app=app)
+    endpoint = "fal-ai/flux/schnell"
+    small = {"width": 64, "height": 64}
+
+    async def one(client: httpx.AsyncClient, i: int) -> bytes:
+        body = {"prompt": f"job {i}", "seed": i, "image_size": small}
+        handle = (await client.post(f"/queue/{endpoint}", json=body)).json()
+        if i % 4 == 0:  # a quarter follows the SSE status stream to its end
+            stream = await client.get(handle["status_url"] + "/stream")
+            last = [line for line in stream.text.splitlines() if line.startswith("data: ")][-1]
+            assert '"status": "COMPLETED"' in last
+        else:  # the rest poll, as a plain client would
+            while (await client.get(handle["status_url"])).status_code == 202:
+                await asyncio.sleep(0.25)
+        result = (await client.get(handle["response_url"])).json()
+        image = await client.get(result["images"][0]["url"])
+        assert image.status_code == 200
+        return image.content
+
+    try:
+        async with (
+            httpx.AsyncClient(transport=transport, base_url="http://emu", headers=AUTH) as client,
+            asyncio.timeout(60),
+        ):
+            images = await asyncio.gather(*(one(client, i) for i in range(IN_FLIGHT)))
+            stats = (await client.get("/_emulator/stats")).json()
+    finally:
+        await engine.aclose()
+    assert len(set(images)) == IN_FLIGHT
+    started = [job.started for job in engine.jobs.values()]
+    finished = [job.finished for job in engine.jobs.values()]
+    assert max(started) < min(finished)  # all thousand were in flight at once
+    assert stats["submits"] == IN_FLIGHT
+    assert stats["submits_by_endpoint"] == {endpoint: IN_FLIGHT}
+    assert stats["jobs"] == {"queued": 0, "running": 0, "completed": IN_FLIGHT}
+    assert stats["requests"]["stream"] == IN_FLIGHT // 4
+    assert stats["requests"]["result"] == IN_FLIGHT
+    assert stats["requests"]["file"] == IN_FLIGHT
+
+
+async def test_positions_stay_exact_when_jobs_leave_the_middle_of_a_long_queue() -> None:
+    app = create_app(EmulatorConfig(latency=30.0, concurrency=1))
+    engine = app.state.emulator
+    transport = httpx.ASGITransport(app=app)
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://emu", headers=AUTH) as c:
+            handles = [
+                (await c.post("/queue/fal-ai/flux/dev", json={"prompt": f"{i}"})).json()
+                for i in range(200)
+            ]
+            cancelled = set(range(5, 200, 7))
+            for i in sorted(cancelled):
+                assert (await c.put(handles[i]["cancel_url"])).status_code == 200
+            waiting = [i for i in range(1, 200) if i not in cancelled]
+            for rank, i in enumerate(waiting):
+                body = (await c.get(handles[i]["status_url"])).json()
+                assert (body["status"], body["queue_position"]) == ("IN_QUEUE", rank)
+            assert (await c.put(handles[0]["cancel_url"])).status_code == 202  # frees the slot
+            first = (await c.get(handles[waiting[0]]["status_url"])).json()
+            last = (await c.get(handles[waiting[-1]]["status_url"])).json()
+            assert first["status"] == "IN_PROGRESS"
+            assert last["queue_position"] == len(waiting) - 2
+    finally:
+        await engine.aclose()

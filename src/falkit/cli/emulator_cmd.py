@@ -34,6 +34,12 @@ def emulator(
     training_seconds: float = typer.Option(
         3.0, "--training-seconds", help="Seconds each LoRA training job runs."
     ),
+    plain_images: bool = typer.Option(
+        False,
+        "--plain-images",
+        help="One cached picture per size and format, prompt and seed in its metadata "
+        "(near-free downloads for load tests).",
+    ),
     env: bool = typer.Option(
         False, "--env", help="Once listening, print `export NAME=value` lines on stdout."
     ),
@@ -46,7 +52,10 @@ def emulator(
 
     try:
         config = EmulatorConfig(
-            latency=latency, concurrency=concurrency, training_seconds=training_seconds
+            latency=latency,
+            concurrency=concurrency,
+            training_seconds=training_seconds,
+            plain_images=plain_images,
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None

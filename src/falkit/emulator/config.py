@@ -17,6 +17,10 @@ class EmulatorConfig:
     """Account limit: at most this many jobs IN_PROGRESS; the rest wait IN_QUEUE."""
     training_seconds: float = 3.0
     """How long a LoRA training job runs."""
+    plain_images: bool = False
+    """Serve one cached placeholder per size and format, with the prompt, model and seed in
+    the file's metadata (JPEG comment, PNG iTXt) instead of drawn: near-free image downloads
+    for load tests. The bytes still differ per (prompt, seed, model, index)."""
     api_keys: set[str] | None = field(default=None, repr=False)
     """Accepted keys; None accepts any non-empty key. Never shown in reprs."""
     log_window: int | None = None

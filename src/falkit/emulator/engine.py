@@ -175,7 +175,8 @@ class Engine:
         """Where a request's outputs live: files under ``{public base or origin}/cdn``."""
         base = self.public_base or origin
         hosts = {urlsplit(origin).netloc, urlsplit(base).netloc}
-        return RunContext(self.store, f"{base}/cdn", frozenset(hosts))
+        plain = self.config.plain_images
+        return RunContext(self.store, f"{base}/cdn", frozenset(hosts), plain_images=plain)
 
     # ---- queue ----
 

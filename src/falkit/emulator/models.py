@@ -172,6 +172,8 @@ class RunContext:
     store: FileStore
     cdn_base: str
     hosts: frozenset[str] = field(default_factory=frozenset)
+    plain_images: bool = False
+    """Images are one cached placeholder per size and format, details in metadata."""
 
     def points_here(self, url: str) -> bool:
         parts = urlsplit(url)
@@ -222,8 +224,9 @@ async def _generate(
     images = []
     for index in range(count):
         spec = RenderSpec(
-            params["prompt"], seed, endpoint.endpoint_id, width, height, fmt, index, count, loras
-        )
+            params["prompt"], seed, endpoint.endpoint_id, width, height, fmt, index, count, loras,
+            plain=ctx.plain_images,
+        )  # fmt: skip
         if params.get("sync_mode"):
             url = data_uri(await asyncio.to_thread(render, spec), spec.content_type)
         else:

@@ -30,6 +30,9 @@ if TYPE_CHECKING:
 
 SslFiles = tuple[str | Path, str | Path]
 START_TIMEOUT = 15.0
+KEEP_ALIVE = 60
+"""Seconds an idle keep-alive connection stays open (uvicorn's 5 s default makes clients that
+poll thousands of jobs race the server's close on reused connections)."""
 
 
 @functools.cache
@@ -137,6 +140,7 @@ class EmulatorServer:
             ssl_certfile=certfile,
             ssl_keyfile=keyfile,
             timeout_graceful_shutdown=2,
+            timeout_keep_alive=KEEP_ALIVE,
         )
 
     def start(self) -> EmulatorServer:
@@ -281,6 +285,7 @@ def serve(
             log_level="info" if access_log else "warning",
             access_log=access_log,
             timeout_graceful_shutdown=2,
+            timeout_keep_alive=KEEP_ALIVE,
             backlog=4096,
         )
     )
