@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from falkit.store import db, schema
-from falkit.store.writer import MAX_BATCH, Op, new_op, resolve, run_batch, settle
+from falkit.store.writer import MAX_BATCH, Op, fits, new_op, resolve, run_batch, settle
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import URL, Connection, Engine
@@ -37,7 +37,9 @@ POSTGRES_POOL_SIZE = 5  # the writer and four readers: reads wait on the network
 class Backend(Protocol):
     """What the store needs from a database: queue a write, run a read, close."""
 
-    def submit(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> asyncio.Future[Any]: ...
+    def submit(
+        self, fn: Callable[..., Any], args: tuple[Any, ...], weight: int = 1
+    ) -> asyncio.Future[Any]: ...
 
     async def read(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> Any: ...
 
@@ -53,6 +55,7 @@ class SqliteBackend:
         self._queue: queue.SimpleQueue[Op | None] = queue.SimpleQueue()
         self._ready: concurrent.futures.Future[None] = concurrent.futures.Future()
         self._stopped: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self._carry: Op | None = None  # taken from the queue, did not fit the last batch
         self._readers = None
         if not db.is_memory(engine.url):
             self._readers = concurrent.futures.ThreadPoolExecutor(readers, "falkit-store-read")
@@ -72,8 +75,10 @@ class SqliteBackend:
             raise
         return backend
 
-    def submit(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> asyncio.Future[Any]:
-        op = new_op(fn, args)
+    def submit(
+        self, fn: Callable[..., Any], args: tuple[Any, ...], weight: int = 1
+    ) -> asyncio.Future[Any]:
+        op = new_op(fn, args, weight)
         self._queue.put(op)
         return op.future
 
@@ -112,25 +117,27 @@ class SqliteBackend:
     def _prepare(self) -> Connection:
         """WAL, then the schema check (and migration when needed) on the writer's connection."""
         db.ensure_wal(self._engine)
+        with self._engine.connect() as reader:  # a plain read: no write lock for the check
+            current = schema.is_current(reader)
         conn = self._connect()
-        try:
-            if not schema.is_current(conn):
+        if not current:
+            try:
                 schema.migrate(conn)
-        except BaseException:
-            conn.close()
-            raise
+            except BaseException:
+                conn.close()
+                raise
         return conn
 
     def _connect(self) -> Connection:
         return self._engine.connect().execution_options(**{db.WRITE_OPTION: True})
 
     def _next_batch(self) -> list[Op] | None:
-        """Block for one op, then take what else is queued (None once asked to stop)."""
-        first = self._queue.get()
+        """Block for one op, then take what else is queued and fits (None once asked to stop)."""
+        first, self._carry = self._carry or self._queue.get(), None
         if first is None:
             return None
-        batch = [first]
-        while len(batch) < MAX_BATCH:
+        batch, weight = [first], first.weight
+        while weight < MAX_BATCH:
             try:
                 op = self._queue.get_nowait()
             except queue.Empty:
@@ -138,7 +145,11 @@ class SqliteBackend:
             if op is None:
                 self._queue.put(None)  # stop after this batch
                 break
+            if not fits(weight, op):
+                self._carry = op  # first of the next batch
+                break
             batch.append(op)
+            weight += op.weight
         return batch
 
     def _apply(self, conn: Connection | None, batch: list[Op]) -> Connection | None:
@@ -186,8 +197,10 @@ class PostgresBackend:
             raise
         return cls(engine, counters)
 
-    def submit(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> asyncio.Future[Any]:
-        op = new_op(fn, args)
+    def submit(
+        self, fn: Callable[..., Any], args: tuple[Any, ...], weight: int = 1
+    ) -> asyncio.Future[Any]:
+        op = new_op(fn, args, weight)
         self._pending.append(op)
         self._wakeup.set()
         if self._task is None or self._task.done():
@@ -215,7 +228,7 @@ class PostgresBackend:
             await self._wakeup.wait()
             self._wakeup.clear()
             while self._pending:
-                batch = [self._pending.popleft() for _ in range(min(MAX_BATCH, len(self._pending)))]
+                batch = self._take_batch()
                 try:
                     outcomes = await self._run(batch)
                 except asyncio.CancelledError:
@@ -223,6 +236,15 @@ class PostgresBackend:
                         op.future.cancel()
                     raise
                 resolve(list(zip(batch, outcomes, strict=True)))
+
+    def _take_batch(self) -> list[Op]:
+        batch: list[Op] = []
+        weight = 0
+        while self._pending and fits(weight, self._pending[0]):
+            op = self._pending.popleft()
+            batch.append(op)
+            weight += op.weight
+        return batch
 
     async def _run(self, batch: list[Op]) -> list[tuple[bool, Any]]:
         try:

@@ -115,14 +115,14 @@ class StoreBase:
             self._raise(exc)
 
     async def _write_all(
-        self, calls: list[tuple[Callable[..., Any], tuple[Any, ...]]]
+        self, calls: list[tuple[Callable[..., Any], tuple[Any, ...], int]]
     ) -> list[Any]:
-        """Queue several operations at once (in this order), then wait for all of them.
+        """Queue several weighted operations at once (in this order), then wait for them all.
 
         Each one is applied whatever happens to the others; the first failure is raised.
         """
         self._check_open()
-        futures = [self._backend.submit(fn, args) for fn, args in calls]
+        futures = [self._backend.submit(fn, args, weight) for fn, args, weight in calls]
         outcomes = await asyncio.gather(*futures, return_exceptions=True)
         for outcome in outcomes:
             if isinstance(outcome, BaseException):

@@ -61,7 +61,8 @@ class JobStore(LibraryMixin):
         now = _utcnow()
         values = [_job_values(job, job.job_id, now) for job in jobs]
         chunks = [values[i : i + CREATE_CHUNK] for i in range(0, len(values), CREATE_CHUNK)]
-        done = await self._write_all([(job_ops.insert_jobs, (chunk, False)) for chunk in chunks])
+        calls = [(job_ops.insert_jobs, (chunk, False), len(chunk)) for chunk in chunks]
+        done = await self._write_all(calls)
         return [record for chunk in done for record in chunk]
 
     async def mark_submitting(self, job_id: str, *, submitter: str | None = None) -> JobRecord:

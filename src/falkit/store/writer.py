@@ -28,7 +28,9 @@ if TYPE_CHECKING:
 
     from falkit.store.stats import Counters
 
-MAX_BATCH = 500  # operations per transaction: bounds how long one batch holds the write lock
+# How much one transaction may hold: an operation weighs 1, a bulk insert its row count. This
+# bounds how long a batch holds SQLite's write lock, which other processes wait for.
+MAX_BATCH = 500
 
 Outcome = tuple[bool, Any]  # (True, result) or (False, exception)
 
@@ -36,7 +38,7 @@ Outcome = tuple[bool, Any]  # (True, result) or (False, exception)
 class Op:
     """One queued write: what to run, and where its caller waits for the outcome."""
 
-    __slots__ = ("args", "fn", "future", "loop")
+    __slots__ = ("args", "fn", "future", "loop", "weight")
 
     def __init__(
         self,
@@ -44,17 +46,24 @@ class Op:
         args: tuple[Any, ...],
         future: asyncio.Future[Any],
         loop: asyncio.AbstractEventLoop,
+        weight: int = 1,
     ) -> None:
         self.fn = fn
         self.args = args
         self.future = future
         self.loop = loop
+        self.weight = weight
 
 
-def new_op(fn: Callable[..., Any], args: tuple[Any, ...]) -> Op:
+def new_op(fn: Callable[..., Any], args: tuple[Any, ...], weight: int) -> Op:
     """An operation for the running event loop's caller."""
     loop = asyncio.get_running_loop()
-    return Op(fn, args, loop.create_future(), loop)
+    return Op(fn, args, loop.create_future(), loop, weight)
+
+
+def fits(batch_weight: int, op: Op) -> bool:
+    """Whether ``op`` may join a batch of this weight (a first op always may)."""
+    return batch_weight == 0 or batch_weight + op.weight <= MAX_BATCH
 
 
 def run_batch(conn: Connection, ops: Sequence[Op], counters: Counters) -> list[Outcome]:
