@@ -16,6 +16,7 @@ from falkit.errors import ValidationError
 from falkit.store import job_ops, job_reads
 from falkit.store.ids import new_id
 from falkit.store.library import LibraryMixin
+from falkit.store.models import utcnow
 from falkit.store.records import JOB_KINDS, JobRecord, JobStatus, NewImage, NewJob
 
 if TYPE_CHECKING:
@@ -23,10 +24,6 @@ if TYPE_CHECKING:
 
 CREATE_CHUNK = 500  # jobs per multi-row INSERT (and per queued operation)
 _FAIL_STATUSES = ("failed", "cancelled", "unknown")
-
-
-def _utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 class JobStore(LibraryMixin):
@@ -48,7 +45,7 @@ class JobStore(LibraryMixin):
     ) -> JobRecord:
         """Journal a job before it is submitted (status ``pending``); an id must be new."""
         job = NewJob(kind, model, endpoint_id, arguments, estimated_cost, batch_id, batch_index)
-        values = _job_values(job, job_id, _utcnow())
+        values = _job_values(job, job_id, utcnow())
         (record,) = await self._write(job_ops.insert_jobs, [values], True)
         return record
 
@@ -58,7 +55,7 @@ class JobStore(LibraryMixin):
         Chunks of CREATE_CHUNK rows are separate operations (other writers' operations may run
         between them), so a rerun after a crash simply fills in what is missing.
         """
-        now = _utcnow()
+        now = utcnow()
         values = [_job_values(job, job.job_id, now) for job in jobs]
         chunks = [values[i : i + CREATE_CHUNK] for i in range(0, len(values), CREATE_CHUNK)]
         calls = [(job_ops.insert_jobs, (chunk, False), len(chunk)) for chunk in chunks]
@@ -71,14 +68,14 @@ class JobStore(LibraryMixin):
         ``submitter`` names the claimant (a process, a task) so a stale claim can be told apart.
         Raises StoreError when the job is not pending, NotFoundError when there is none.
         """
-        return await self._write(job_ops.mark_submitting, job_id, submitter, _utcnow())
+        return await self._write(job_ops.mark_submitting, job_id, submitter, utcnow())
 
     async def release_submitting(self, job_id: str) -> JobRecord:
         """Give a claim back (submitting → pending) when the submit certainly never reached Fal.
 
         Any other state is left alone and returned as stored.
         """
-        return await self._write(job_ops.release_submitting, job_id, _utcnow())
+        return await self._write(job_ops.release_submitting, job_id, utcnow())
 
     async def set_submitted(
         self, job_id: str, *, request_id: str, status_url: str, response_url: str, cancel_url: str
@@ -95,7 +92,7 @@ class JobStore(LibraryMixin):
             "b_response_url": response_url,
             "b_cancel_url": cancel_url,
         }
-        return await self._write(job_ops.set_submitted, job_id, urls, _utcnow())
+        return await self._write(job_ops.set_submitted, job_id, urls, utcnow())
 
     async def set_status(
         self, job_id: str, status: JobStatus, *, queue_position: int | None = None
@@ -106,7 +103,7 @@ class JobStore(LibraryMixin):
         often to be worth a write each (progress events carry them).
         """
         job_reads.check_status(status)
-        return await self._write(job_ops.set_status, job_id, status, _utcnow())
+        return await self._write(job_ops.set_status, job_id, status, utcnow())
 
     async def complete_job(
         self,
@@ -131,7 +128,7 @@ class JobStore(LibraryMixin):
             "b_timings": timings,
             "b_output": output,
         }
-        return await self._write(job_ops.complete_job, job_id, result, list(images), _utcnow())
+        return await self._write(job_ops.complete_job, job_id, result, list(images), utcnow())
 
     async def fail_job(
         self,
@@ -155,7 +152,7 @@ class JobStore(LibraryMixin):
             "b_error_type": error_type,
             "b_cost": cost_usd,
         }
-        return await self._write(job_ops.fail_job, job_id, failure, _utcnow())
+        return await self._write(job_ops.fail_job, job_id, failure, utcnow())
 
     # ---- reading ----
 

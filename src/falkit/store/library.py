@@ -6,7 +6,6 @@ journal, so one store has one writer; their sync operation functions sit at the 
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, select
@@ -14,15 +13,11 @@ from sqlalchemy import delete, select
 from falkit.errors import ValidationError
 from falkit.store import rows
 from falkit.store.base import StoreBase
-from falkit.store.models import batches, loras, uploads
+from falkit.store.models import batches, loras, uploads, utcnow
 from falkit.store.records import BatchRecord, LoraRecord
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
-
-
-def _utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 class LibraryMixin(StoreBase):
@@ -54,7 +49,7 @@ class LibraryMixin(StoreBase):
             "local_path": local_path,
             "job_id": job_id,
             "params": dict(params),
-            "created_at": _utcnow(),
+            "created_at": utcnow(),
         }
         return await self._write(_add_lora, values, replace)
 
@@ -73,7 +68,7 @@ class LibraryMixin(StoreBase):
 
     async def remember_upload(self, sha256: str, url: str, size_bytes: int) -> None:
         """Remember where a file's content was uploaded, so it is uploaded once."""
-        values = {"sha256": sha256, "url": url, "size_bytes": size_bytes, "created_at": _utcnow()}
+        values = {"sha256": sha256, "url": url, "size_bytes": size_bytes, "created_at": utcnow()}
         await self._write(_remember_upload, values)
 
     async def find_upload(self, sha256: str) -> str | None:
@@ -100,7 +95,7 @@ class LibraryMixin(StoreBase):
             "out_dir": out_dir,
             "budget_usd": budget_usd,
             "total_jobs": total_jobs,
-            "created_at": _utcnow(),
+            "created_at": utcnow(),
         }
         return await self._write(_create_batch, values)
 
