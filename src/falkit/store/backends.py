@@ -31,7 +31,10 @@ if TYPE_CHECKING:
     from falkit.store.stats import Counters
 
 SQLITE_POOL_SIZE = 3  # the writer and two readers: SQLite reads are short and local
-POSTGRES_POOL_SIZE = 5  # the writer and four readers: reads wait on the network
+# The writer and four readers: reads wait on the network, so a few may overlap, while the
+# engine's writes all go through the one writer. More would only use up the server's
+# max_connections when many falkit processes share one database.
+POSTGRES_POOL_SIZE = 5
 
 
 class Backend(Protocol):
@@ -231,7 +234,8 @@ class PostgresBackend:
                 batch = self._take_batch()
                 try:
                     outcomes = await self._run(batch)
-                except asyncio.CancelledError:
+                except asyncio.CancelledError:  # the loop is shutting down
+                    self._conn = None  # mid-transaction: never reused (the server rolls back)
                     for op in batch:
                         op.future.cancel()
                     raise
