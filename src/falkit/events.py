@@ -138,6 +138,9 @@ class CancelledEvent(Event):
 class BatchProgressEvent(Event):
     """Where a batch stands: jobs per state, money spent and committed, time left.
 
+    ``queued`` and ``running`` are at Fal (together at most the batch's concurrency);
+    ``downloading`` are done at Fal, their images being kept.
+
     ``job_id`` is the batch id (the batch's own event log).
     """
 
@@ -146,6 +149,7 @@ class BatchProgressEvent(Event):
     pending: int = 0
     queued: int = 0
     running: int = 0
+    downloading: int = 0
     done: int = 0
     failed: int = 0
     spent_usd: float = 0.0

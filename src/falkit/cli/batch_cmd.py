@@ -292,6 +292,8 @@ class BatchView:
         text = Text()
         text.append(f"{p.done}/{p.total} done", style="green")
         text.append(f" · {p.running} running · {p.queued} queued · {p.pending} to submit")
+        if p.downloading:
+            text.append(f" · {p.downloading} downloading")
         if p.failed:
             text.append(f" · {p.failed} failed", style="red")
         text.append(f" · ${p.spent_usd:.4f} spent")

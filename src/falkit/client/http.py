@@ -16,7 +16,7 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Container, Generator, Iterable
+from collections.abc import AsyncIterator, Callable, Container, Generator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -95,6 +95,53 @@ def user_agent() -> str:
     from falkit import __version__
 
     return f"falkit/{__version__}"
+
+
+class _Releasing(httpx.AsyncByteStream):
+    """A response body that frees its pool slot when closed (once)."""
+
+    def __init__(self, inner: httpx.AsyncByteStream, release: Callable[[], None]) -> None:
+        self._inner = inner
+        self._release: Callable[[], None] | None = release
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self._inner:
+            yield chunk
+
+    async def aclose(self) -> None:
+        try:
+            await self._inner.aclose()
+        finally:
+            release, self._release = self._release, None
+            if release is not None:
+                release()
+
+
+class LimitedTransport(httpx.AsyncBaseTransport):
+    """At most ``limit`` requests in the connection pool at once, the rest waiting in line.
+
+    httpcore's pool rescans every waiting request whenever a connection frees up, which is
+    quadratic when thousands wait; a first-come-first-served line in front keeps its queue
+    short. A slot is held until the response body is closed.
+    """
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, limit: int) -> None:
+        self._inner = inner
+        self._slots = asyncio.Semaphore(limit)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        await self._slots.acquire()
+        try:
+            response = await self._inner.handle_async_request(request)
+        except BaseException:
+            self._slots.release()
+            raise
+        assert isinstance(response.stream, httpx.AsyncByteStream)
+        response.stream = _Releasing(response.stream, self._slots.release)
+        return response
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
 
 
 def build_http_client(
@@ -320,15 +367,28 @@ def _ok(response: httpx.Response, accept: Container[int]) -> bool:
 _JSON_READS = frozenset({"status", "result", "cancel", "token"})
 
 
+_PARSED = "falkit_json"
+_NOT_JSON = object()
+
+
+def json_body(response: httpx.Response) -> Any:
+    """The response's JSON body (None if it is not JSON), parsed once per response."""
+    cached = response.extensions.get(_PARSED)
+    if cached is None:
+        try:
+            cached = response.json()
+        except ValueError:
+            cached = _NOT_JSON
+        response.extensions[_PARSED] = cached
+    return None if cached is _NOT_JSON else cached
+
+
 def _garbled_read(operation: str, response: httpx.Response) -> bool:
     """A JSON read whose 2xx body does not parse (reads only: a submit is never re-sent)."""
     if operation not in _JSON_READS or not response.is_success:
         return False
-    try:
-        response.json()
-    except ValueError:
-        return True
-    return False
+    json_body(response)
+    return response.extensions.get(_PARSED) is _NOT_JSON
 
 
 def exception_text(exc: BaseException) -> str:

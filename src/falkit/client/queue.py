@@ -18,7 +18,13 @@ from typing import TYPE_CHECKING, Any, Literal
 import httpx
 
 from falkit.client.endpoints import EndpointId, rebuild_handle, stream_url
-from falkit.client.http import FalHttp, RequestStats, build_http_client, exception_text
+from falkit.client.http import (
+    FalHttp,
+    RequestStats,
+    build_http_client,
+    exception_text,
+    json_body,
+)
 from falkit.client.retry import RetryPolicy
 from falkit.client.status import LogWindow, parse_status
 from falkit.client.storage import Uploader
@@ -53,10 +59,7 @@ def _flag(value: bool) -> str:
 
 
 def _json_body(response: httpx.Response) -> Any:
-    try:
-        return response.json()
-    except ValueError:
-        return None
+    return json_body(response)
 
 
 def _position(value: Any) -> int | None:

@@ -215,8 +215,8 @@ async def run_plan(
     jobs = await ensure_jobs(service, store, plan, batch_id, latest, retry_failed)
     width = max(4, len(str(len(plan.jobs) - 1)))
 
-    async def placed(job: JobRecord, _result: Any) -> None:
-        record = await store.get_job(job.id)
+    async def placed(job: JobRecord, result: Any) -> None:
+        record = getattr(result, "record", None) or await store.get_job(job.id)
         if record is not None:
             await asyncio.to_thread(place_images, record, folder, width)
 

@@ -75,7 +75,8 @@ class BatchRun:
         self.failed = 0
         self.finished_this_run = 0
         self._pending: list[JobRecord] = []
-        self._flying: dict[str, JobHandle] = {}
+        self._flying: dict[str, JobHandle] = {}  # at Fal: these count against concurrency
+        self._finishing: dict[str, JobHandle] = {}  # done at Fal, downloading
         self._placing: set[asyncio.Task[None]] = set()
         self._changed = asyncio.Event()
         self._dirty = True
@@ -91,7 +92,7 @@ class BatchRun:
         ticker = asyncio.create_task(self._tick())
         try:
             await self._submit_all(engine)
-            while self._flying or self._placing:
+            while self._flying or self._finishing or self._placing:
                 await self._wait_change()
         finally:
             ticker.cancel()
@@ -110,7 +111,7 @@ class BatchRun:
             self.budget.reserve(job.id, job.estimated_cost or 0.0, force=True)
             handle = engine.launch(
                 job.id, job.kind, record=job, finish=self.service.finisher(job.kind),
-                budgets=(self.budget,), estimate=job.estimated_cost,
+                budgets=(self.budget,), estimate=job.estimated_cost, logs=False,
             )  # fmt: skip
             self._flying_add(job, handle)
         else:
@@ -137,7 +138,7 @@ class BatchRun:
             try:
                 handle = engine.launch(
                     job.id, "image", record=job, finish=finish, budgets=budgets,
-                    estimate=job.estimated_cost, what=f"job {job.id}",
+                    estimate=job.estimated_cost, what=f"job {job.id}", logs=False,
                 )  # fmt: skip
             except BudgetExceededError:  # the service's own spend cap
                 self.budget_stopped = True
@@ -167,15 +168,24 @@ class BatchRun:
     def _flying_add(self, job: JobRecord, handle: JobHandle) -> None:
         self._flying[job.id] = handle
         self._dirty = True
+        handle.on_state(lambda state: self._landed(job.id) if state == "downloading" else None)
         handle.add_done_callback(lambda error: self._ended(job, handle, error))
+
+    def _landed(self, job_id: str) -> None:
+        """Fal is done with the job: its slot is free while its images download."""
+        handle = self._flying.pop(job_id, None)
+        if handle is not None:
+            self._finishing[job_id] = handle
+            self._wake()
 
     def _ended(self, job: JobRecord, handle: JobHandle, error: BaseException | None) -> None:
         self._flying.pop(job.id, None)
+        self._finishing.pop(job.id, None)
         self.finished_this_run += 1
         if error is None:
             self.done += 1
             if self.on_done is not None:
-                task = asyncio.ensure_future(self._place(job))
+                task = asyncio.ensure_future(self._place(job, handle))
                 self._placing.add(task)
                 task.add_done_callback(self._placed)
         else:
@@ -189,9 +199,9 @@ class BatchRun:
                 self.fatal = self.fatal or error
         self._wake()
 
-    async def _place(self, job: JobRecord) -> None:
+    async def _place(self, job: JobRecord, handle: JobHandle) -> None:
         assert self.on_done is not None
-        await self.on_done(job, None)
+        await self.on_done(job, await handle.result())
 
     def _placed(self, task: asyncio.Task[None]) -> None:
         self._placing.discard(task)
@@ -222,11 +232,12 @@ class BatchRun:
             await asyncio.sleep(TICK)
 
     def _snapshot(self, *, final: bool = False) -> BatchProgressEvent:
-        running = sum(1 for h in self._flying.values() if h.state in ("running", "downloading"))
+        running = sum(1 for h in self._flying.values() if h.started)
         queued = len(self._flying) - running
-        pending = self.total - self.done - self.failed - len(self._flying)
+        downloading = len(self._finishing)
+        pending = self.total - self.done - self.failed - len(self._flying) - downloading
         elapsed = time.monotonic() - self._started
-        left = pending + len(self._flying)
+        left = pending + len(self._flying) + downloading
         eta: float | None = None
         if left == 0:
             eta = 0.0
@@ -234,6 +245,7 @@ class BatchRun:
             eta = left * elapsed / self.finished_this_run
         event = BatchProgressEvent(
             self.batch_id, total=self.total, pending=pending, queued=queued, running=running,
+            downloading=downloading,
             done=self.done, failed=self.failed, spent_usd=round(self.budget.spent, 6),
             in_flight_usd=round(self.budget.in_flight, 6), budget_usd=self.budget.limit,
             budget_stopped=self.budget_stopped and (pending > 0 or (final and pending > 0)),

@@ -110,9 +110,11 @@ class JobEngine:
         budgets: Iterable[Budget] = (),
         what: str = "this job",
         notes: Iterable[Event] = (),
+        logs: bool = True,
     ) -> JobHandle:
         """Run a job in the background; its estimate is reserved in every budget first
-        (BudgetExceededError, and nothing happens, when one would be passed)."""
+        (BudgetExceededError, and nothing happens, when one would be passed). ``logs=False``
+        follows it without Fal's log lines (no log or step events; less to carry)."""
         if self._closed:
             raise FalkitError("the job engine is closed")
         running = self._live.get(job_id)
@@ -122,7 +124,7 @@ class JobEngine:
         if record is None and prepare is None:
             raise ValueError("launch needs a journaled record or a prepare step")
         held = reserve_all(tuple(budgets), job_id, estimate, what)
-        live = LiveJob(job_id, kind, record, estimate, held)
+        live = LiveJob(job_id, kind, record, estimate, held, logs)
         if record is not None:
             live.state = record.status if record.request_id is None else "queued"
         for note in notes:
@@ -258,7 +260,8 @@ class JobEngine:
         async def seen(status: Status) -> None:
             await self._on_status(live, mapper, status)
 
-        outcome = await self.follower.follow(request, seen, live.delivered).completed()
+        follow = self.follower.follow(request, seen, live.delivered, logs=live.logs)
+        outcome = await follow.completed()
         if isinstance(outcome, FalResponse):
             return outcome
         if outcome.failed:

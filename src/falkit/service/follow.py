@@ -105,9 +105,14 @@ class Follower:
         self.peak_streams = 0
 
     def follow(
-        self, handle: RequestHandle, on_status: OnStatus, delivered: asyncio.Future[FalResponse]
+        self,
+        handle: RequestHandle,
+        on_status: OnStatus,
+        delivered: asyncio.Future[FalResponse],
+        *,
+        logs: bool = True,
     ) -> Follow:
-        return Follow(self, handle, on_status, delivered)
+        return Follow(self, handle, on_status, delivered, logs=logs)
 
 
 class Follow:
@@ -119,8 +124,11 @@ class Follow:
         handle: RequestHandle,
         on_status: OnStatus,
         delivered: asyncio.Future[FalResponse],
+        *,
+        logs: bool = True,
     ) -> None:
         self.follower = follower
+        self.logs = logs
         self.handle = handle
         self.on_status = on_status
         self.delivered = delivered
@@ -189,7 +197,7 @@ class Follow:
     async def _streamed(self) -> Completed | None:
         received = 0
         try:
-            stream = self.follower.client.stream_status(self.handle, logs=True)
+            stream = self.follower.client.stream_status(self.handle, logs=self.logs)
             async with aclosing(stream) as statuses:
                 async for status in statuses:
                     received += 1
@@ -207,7 +215,7 @@ class Follow:
 
     async def _polled(self) -> Completed | None:
         await self.follower._gate.wait()
-        status = await self.follower.client.status(self.handle, logs=True)
+        status = await self.follower.client.status(self.handle, logs=self.logs)
         return await self._seen(status)
 
     async def _seen(self, status: Status) -> Completed | None:

@@ -38,7 +38,8 @@ class LiveJob:
     record: JobRecord | None = None
     estimate: float | None = None
     budgets: tuple[Budget, ...] = ()
-    state: str = "pending"
+    logs: bool = True
+    _state: str = "pending"
     position: int | None = None
     started: bool = False
     cancel_requested: bool = False
@@ -50,6 +51,7 @@ class LiveJob:
     _seqs: list[int] = field(default_factory=list, repr=False)
     _next_seq: int = 1
     _changed: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
+    _watchers: list[Callable[[str], object]] = field(default_factory=list, repr=False)
     outcome: asyncio.Future[Any] = field(init=False, repr=False)
     delivered: asyncio.Future[FalResponse] = field(init=False, repr=False)
 
@@ -61,6 +63,17 @@ class LiveJob:
     @property
     def done(self) -> bool:
         return self.outcome.done()
+
+    @property
+    def state(self) -> str:
+        return self._state
+
+    @state.setter
+    def state(self, value: str) -> None:
+        if value != self._state:
+            self._state = value
+            for watcher in list(self._watchers):
+                watcher(value)
 
     @property
     def last(self) -> Event | None:
@@ -133,6 +146,11 @@ class JobHandle:
         return self._live.done
 
     @property
+    def started(self) -> bool:
+        """Whether Fal has started running the job."""
+        return self._live.started
+
+    @property
     def position(self) -> int | None:
         """Place in Fal's queue while queued (0: next in line)."""
         return self._live.position
@@ -198,6 +216,11 @@ class JobHandle:
                 return
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._live.changed(), remaining)
+
+    def on_state(self, callback: Callable[[str], object]) -> None:
+        """Call ``callback(state)`` on every change of state from now on (e.g. "downloading":
+        Fal is done with the job and only falkit's own work is left)."""
+        self._live._watchers.append(callback)
 
     def add_done_callback(self, callback: Callable[[BaseException | None], object]) -> None:
         """Call ``callback(error)`` once the job has ended (error None on success)."""

@@ -49,6 +49,8 @@ class GenerationResult:
     timings: dict[str, Any] = field(default_factory=dict)
     prompt: str | None = None
     copies: tuple[Path, ...] = ()
+    record: JobRecord | None = field(default=None, repr=False, compare=False)
+    """The journal record the result was made from (not part of the JSON form)."""
 
     @property
     def paths(self) -> list[Path]:
@@ -95,4 +97,5 @@ class GenerationResult:
             cost_usd=job.cost_usd,
             timings=dict(job.timings or {}),
             prompt=job.prompt,
+            record=job,
         )
