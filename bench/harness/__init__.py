@@ -15,7 +15,7 @@ The emulator's CPU is spent in its own process (read it with ``cpu_seconds()``),
 charged to the process being measured.
 """
 
-from harness.emulator import EmulatorProcess, process_cpu_seconds
+from harness.emulator import EmulatorProcess, process_cpu_seconds, process_peak_rss_mb
 from harness.measure import SocketSampler, open_sockets, peak_rss_mb, raise_fd_limit
 from harness.reference import ReferenceResult, run_reference
 
@@ -26,6 +26,7 @@ __all__ = [
     "open_sockets",
     "peak_rss_mb",
     "process_cpu_seconds",
+    "process_peak_rss_mb",
     "raise_fd_limit",
     "run_reference",
 ]

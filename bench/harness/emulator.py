@@ -34,6 +34,15 @@ def process_cpu_seconds(pid: int) -> float:
     return (utime + stime) / os.sysconf("SC_CLK_TCK")
 
 
+def process_peak_rss_mb(pid: int) -> float:
+    """Peak resident set size of process ``pid`` in MiB (VmHWM in Linux /proc/<pid>/status)."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    return 0.0
+
+
 class EmulatorProcess:
     """Start ``falkit emulator`` in a subprocess for the ``with`` block, then stop it.
 
@@ -211,3 +220,7 @@ class EmulatorProcess:
     def cpu_seconds(self) -> float:
         """CPU seconds the emulator process has used so far."""
         return process_cpu_seconds(self.pid)
+
+    def peak_rss_mb(self) -> float:
+        """The emulator process's peak resident set size so far, in MiB (VmHWM)."""
+        return process_peak_rss_mb(self.pid)

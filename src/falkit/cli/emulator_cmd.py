@@ -70,8 +70,11 @@ def emulator(
         )
         sys.stderr.flush()
         if env:
-            sys.stdout.write("".join(f"{line}\n" for line in lines))
-            sys.stdout.flush()
+            try:
+                sys.stdout.write("".join(f"{line}\n" for line in lines))
+                sys.stdout.flush()
+            except OSError:  # nobody reads stdout any more (e.g. `| head -1`): keep serving
+                pass
 
     try:
         serve(host=host, port=port, config=config, on_ready=ready, access_log=access_log)
