@@ -17,6 +17,7 @@ import datetime as dt
 import logging
 import time
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -153,7 +154,7 @@ class Engine:
         """Base URL files are served from; None: taken from each request's own origin."""
         self.jobs: dict[str, Job] = {}
         self.closing = False
-        self._queue: dict[str, Job] = {}
+        self._queue: OrderedDict[str, Job] = OrderedDict()  # O(1) pops from the front
         self._order = QueueOrder()
         self._running: set[str] = set()
         self._queue_moved: asyncio.Event | None = None
@@ -249,8 +250,8 @@ class Engine:
             and self._queue
             and len(self._running) < max(1, self.config.concurrency)
         ):
-            job = next(iter(self._queue.values()))
-            self._unqueue(job)
+            _, job = self._queue.popitem(last=False)
+            self._order.remove(job.seq)
             self._start(job)
             started = True
         if started:
