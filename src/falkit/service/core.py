@@ -105,6 +105,8 @@ class FalService:
             self._client = FalClient(
                 self.settings,
                 transport=self._transport,
+                connections=options.connections,
+                retry=options.retry,
                 stream_connections=max(1, options.follow.stream_cap),
             )
         return self._client

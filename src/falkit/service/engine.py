@@ -47,7 +47,7 @@ from falkit.service.submitter import submitter_id
 from falkit.types import Completed, FalResponse, InProgress, Queued, RequestHandle, Status
 
 if TYPE_CHECKING:
-    from falkit.client import FalClient
+    from falkit.client import FalClient, RetryPolicy
     from falkit.service.budget import Budget
     from falkit.store import JobRecord, JobStatus, JobStore
 
@@ -69,6 +69,11 @@ class EngineOptions:
     """How much the engine does at once."""
 
     follow: FollowOptions = field(default_factory=FollowOptions)
+    connections: int = 16
+    """Connections for short requests (submits, polls, results, downloads); streams have
+    their own pool of ``follow.stream_cap``."""
+    retry: RetryPolicy | None = None
+    """How hard each request is tried before the engine's own waiting takes over."""
     submit_lanes: int = 16
     """POSTs on the wire at once (a crash can catch at most this many mid-submit)."""
     finish_slots: int = 8
@@ -209,8 +214,7 @@ class JobEngine:
                 raise asyncio.CancelledError
             live.state = "submitting"
             post = asyncio.ensure_future(self._post(live, record))
-            request = await _uninterrupted(post, self.options.submit_grace)
-        return self._remember(live, request)
+            return await _uninterrupted(post, self.options.submit_grace)
 
     async def _post(self, live: LiveJob, record: JobRecord) -> RequestHandle:
         """Mark submitting, POST, journal the request id: the one submit of a job."""
@@ -239,6 +243,7 @@ class JobEngine:
             response_url=request.response_url,
             cancel_url=request.cancel_url,
         )
+        self._remember(live, request)
         live.state = "queued"
         live.position = request.queue_position
         live.publish(QueuedEvent(record.id, request.queue_position or 0, request.request_id))
@@ -280,7 +285,7 @@ class JobEngine:
         if isinstance(status, Queued):
             live.position = status.position
             live.state = "queued"
-        elif isinstance(status, InProgress | Completed) and not live.started:
+        elif _ran(status) and not live.started:
             live.started = True
             live.state = "running"
             live.position = None
@@ -309,7 +314,7 @@ class JobEngine:
     async def _ended(self, live: LiveJob, exc: FalkitError) -> None:
         """Publish how the job ended and settle its budgets."""
         if isinstance(exc, JobCancelledError):
-            charged = live.started
+            charged = live.started or live.cancel_outcome == "CANCELLATION_REQUESTED"
             for budget in live.budgets:
                 budget.hold(live.job_id) if charged else budget.release(live.job_id)
             live.state = "cancelled"
@@ -373,8 +378,12 @@ class JobEngine:
             live.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.shield(live.task)
+            if not live.done:  # cancelled before its task ever ran
+                await self._stopped(live)
+                self._retire(live)
             return "OK"
-        return await self.client.cancel(live.request)
+        live.cancel_outcome = await self.client.cancel(live.request)
+        return live.cancel_outcome
 
     async def aclose(self) -> None:
         """Stop following; jobs stay journaled (a POST on the wire finishes first)."""
@@ -384,6 +393,9 @@ class JobEngine:
             task.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
+        for live in list(self._live.values()):  # cancelled before their task ever ran
+            await self._stopped(live)
+            self._retire(live)
 
     # ---- helpers ----
 
@@ -402,6 +414,12 @@ class JobEngine:
         self._by_request[request.request_id] = live.job_id
         live._wake()
         return request
+
+
+def _ran(status: Status) -> bool:
+    """The status shows the job ran: running, or completed with an output (a job cancelled
+    or failed straight from the queue never ran)."""
+    return isinstance(status, InProgress) or (isinstance(status, Completed) and not status.failed)
 
 
 def reserve_all(

@@ -19,7 +19,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from contextlib import aclosing
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -148,7 +148,7 @@ class Follow:
                     self._release()
                 return self.delivered.result()
             try:
-                final = await (self._streamed() if slot else self._polled())
+                final = await self._racing(self._streamed() if slot else self._polled())
             except FalkitError as exc:
                 if not is_transient(exc):
                     raise
@@ -159,6 +159,20 @@ class Follow:
                     self._release()
             if final is not None:
                 return final
+
+    async def _racing(self, attempt: Coroutine[Any, Any, Completed | None]) -> Completed | None:
+        """One stream or poll, abandoned if the outcome is delivered meanwhile."""
+        task = asyncio.ensure_future(attempt)
+        try:
+            await asyncio.wait({task, self.delivered}, return_when="FIRST_COMPLETED")
+        finally:
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, FalkitError):
+                    await task
+        if task.done() and not task.cancelled():
+            return task.result()
+        return None
 
     async def _stream_slot(self) -> bool:
         """Wait up to the current poll interval for a stream; False: poll this time."""

@@ -43,6 +43,7 @@ class LiveJob:
     position: int | None = None
     started: bool = False
     cancel_requested: bool = False
+    cancel_outcome: str | None = None
     hold_requested: bool = False
     request: RequestHandle | None = None
     task: asyncio.Task[None] | None = field(default=None, repr=False)
