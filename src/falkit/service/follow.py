@@ -162,16 +162,18 @@ class Follow:
 
     async def _racing(self, attempt: Coroutine[Any, Any, Completed | None]) -> Completed | None:
         """One stream or poll, abandoned if the outcome is delivered meanwhile."""
-        task = asyncio.ensure_future(attempt)
+        task: asyncio.Future[Any] = asyncio.ensure_future(attempt)
+        waiters: set[asyncio.Future[Any]] = {task, self.delivered}
         try:
-            await asyncio.wait({task, self.delivered}, return_when="FIRST_COMPLETED")
+            await asyncio.wait(waiters, return_when="FIRST_COMPLETED")
         finally:
             if not task.done():
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, FalkitError):
                     await task
         if task.done() and not task.cancelled():
-            return task.result()
+            final: Completed | None = task.result()
+            return final
         return None
 
     async def _stream_slot(self) -> bool:
