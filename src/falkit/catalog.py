@@ -34,7 +34,7 @@ SafetyTolerance = Literal["1", "2", "3", "4", "5", "6"]
 class _Input(BaseModel):
     """Strict user input: unknown fields are an error."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, defer_build=True)
 
 
 class _ImageInput(_Input):
@@ -127,7 +127,7 @@ class TrainingInput(_Input):
 class ImageOutput(BaseModel):
     """Common text-to-image output; unknown fields are kept."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", defer_build=True)
     images: list[OutputImage] = Field(default_factory=list)
     timings: dict[str, Any] = Field(default_factory=dict)
     seed: int | None = None
@@ -136,7 +136,7 @@ class ImageOutput(BaseModel):
 
 
 class TrainingOutput(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", defer_build=True)
     diffusers_lora_file: OutputFile
     config_file: OutputFile | None = None
 

@@ -30,7 +30,7 @@ _WXH = re.compile(r"^\s*(\d+)\s*[xX×]\s*(\d+)\s*$")
 class ImageSize(BaseModel):
     """A custom image size in pixels."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
     width: int = Field(gt=0, le=MAX_SIDE, description="Width in pixels")
     height: int = Field(gt=0, le=MAX_SIDE, description="Height in pixels")
 
@@ -62,7 +62,7 @@ def image_dimensions(
 class LoraWeight(BaseModel):
     """A LoRA to apply: a URL (or path Fal can read) of a .safetensors file and its strength."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
     path: str = Field(min_length=1, description="URL of the LoRA .safetensors file")
     scale: float = Field(
         1.0, ge=0.0, le=2.0, description="Strength, 0 to 2 (0.6 to 1.0 is the usual range)"
@@ -72,7 +72,7 @@ class LoraWeight(BaseModel):
 class OutputImage(BaseModel):
     """One image in a model's output."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", defer_build=True)
     url: str
     width: int | None = None
     height: int | None = None
@@ -82,7 +82,7 @@ class OutputImage(BaseModel):
 class OutputFile(BaseModel):
     """A file in a model's output (e.g. trained LoRA weights)."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", defer_build=True)
     url: str
     content_type: str | None = None
     file_name: str | None = None

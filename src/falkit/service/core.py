@@ -116,8 +116,17 @@ class FalService:
 
     async def engine(self) -> JobEngine:
         """The job engine (one per service, started on first use)."""
-        client = self.client()
-        store = await self.store()
+        if self._engine is not None:
+            return self._engine
+        # The library opens (its own thread) while the HTTP client's modules load.
+        opening = asyncio.ensure_future(self.store())
+        await asyncio.sleep(0)
+        try:
+            client = self.client()
+        except BaseException:
+            await asyncio.gather(opening, return_exceptions=True)
+            raise
+        store = await opening
         if self._engine is None:
             from falkit.service.engine import JobEngine
 

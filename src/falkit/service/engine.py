@@ -244,6 +244,7 @@ class JobEngine:
             cancel_url=request.cancel_url,
         )
         self._remember(live, request)
+        _prewarm()
         live.state = "queued"
         live.position = request.queue_position
         live.publish(QueuedEvent(record.id, request.queue_position or 0, request.request_id))
@@ -414,6 +415,22 @@ class JobEngine:
         self._by_request[request.request_id] = live.job_id
         live._wake()
         return request
+
+
+_WARMED: list[asyncio.Future[None]] = []
+
+
+def _prewarm() -> None:
+    """Load what finishing a job needs (Pillow and its codecs) in a thread while the first
+    job waits at Fal, so a one-off `falkit generate` does not pay for it after the job."""
+    if not _WARMED:
+        _WARMED.append(asyncio.get_running_loop().run_in_executor(None, _load_image_codecs))
+
+
+def _load_image_codecs() -> None:
+    from PIL import Image
+
+    Image.init()
 
 
 def _ran(status: Status) -> bool:
