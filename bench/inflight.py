@@ -107,16 +107,18 @@ def main() -> None:
         emu.reset()
         ref = run_child("reference", emu.base_url)
     cap = ours["stream_cap"]
-    print(f"{N} one-image jobs of {LATENCY:g} s started at once, account limit "
-          f"{SERVER_CONCURRENCY} ({os.cpu_count()} cores)")  # fmt: skip
-    print(f"  falkit: completed {ours['completed']}, failed {ours['failed']}, submits {submits}"
-          f" (all started in {ours['started_in']:.1f} s, all done in {ours['wall']:.1f} s)")  # fmt: skip
+    rss, sockets = ours["rss_mb"], ours["peak_sockets"]
+    print(f"{N} one-image jobs of {LATENCY:g} s started at once, "
+          f"account limit {SERVER_CONCURRENCY} ({os.cpu_count()} cores)")  # fmt: skip
+    print(f"  falkit: completed {ours['completed']}, failed {ours['failed']}, "
+          f"submits {submits} (all started in {ours['started_in']:.1f} s, "
+          f"all done in {ours['wall']:.1f} s)")  # fmt: skip
     for error in ours["errors"]:
         print(f"    {error}")
-    print(f"  peak RSS           falkit {ours['rss_mb']:7.1f} MB   reference {ref['rss_mb']:7.1f} MB"
-          f"   ratio {ours['rss_mb'] / ref['rss_mb']:.2f}   (target < {RSS_TARGET:.0f} MB)")  # fmt: skip
-    print(f"  most sockets open  falkit {ours['peak_sockets']:7d}      reference "
-          f"{ref['peak_sockets']:7d}      ratio {ours['peak_sockets'] / max(1, ref['peak_sockets']):.3f}"
+    print(f"  peak RSS           falkit {rss:7.1f} MB   reference {ref['rss_mb']:7.1f} MB"
+          f"   ratio {rss / ref['rss_mb']:.2f}   (target < {RSS_TARGET:.0f} MB)")  # fmt: skip
+    print(f"  most sockets open  falkit {sockets:7d}      reference {ref['peak_sockets']:7d}"
+          f"      ratio {sockets / max(1, ref['peak_sockets']):.3f}"
           f"   (target <= stream cap {cap} + {SOCKET_SLACK})")  # fmt: skip
     print(f"  status streams at once: {ours['peak_streams']} (cap {cap})")
     print(f"  wall               falkit {ours['wall']:7.1f} s    reference {ref['wall']:7.1f} s"

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Container, Generator, Iterable
@@ -152,6 +153,7 @@ def build_http_client(
     stats: RequestStats,
     connections: int = 16,
     read_timeout: float | None = None,
+    tls: ssl.SSLContext | None = None,
 ) -> httpx.AsyncClient:
     """An httpx client: scoped auth, user agent, timeouts, request counting, a sized pool.
 

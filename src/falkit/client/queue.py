@@ -125,18 +125,29 @@ class FalClient:
         self.settings = settings
         self.stats = RequestStats()
         self.retry = retry or RetryPolicy()
+        self._transport, self._timeout = transport, timeout
+        self._stream_connections = stream_connections
+        self._tls = None if transport is not None else httpx.create_ssl_context()
         self._client = build_http_client(
             settings, transport=transport, timeout=timeout, stats=self.stats,
-            connections=connections,
-        )  # fmt: skip
-        # Status streams live in their own pool, so open streams never starve short requests.
-        self._stream_client = build_http_client(
-            settings, transport=transport, timeout=timeout, stats=self.stats,
-            connections=stream_connections, read_timeout=STREAM_READ_TIMEOUT,
+            connections=connections, tls=self._tls,
         )  # fmt: skip
         self._http = FalHttp(settings, self._client, self.retry)
-        self._stream_http = FalHttp(settings, self._stream_client, self.retry)
+        self._streams: FalHttp | None = None
         self._uploader = Uploader(self._http)
+
+    @property
+    def _stream_http(self) -> FalHttp:
+        """Status streams live in their own pool (made on first use), so open streams never
+        starve short requests."""
+        if self._streams is None:
+            client = build_http_client(
+                self.settings, transport=self._transport, timeout=self._timeout,
+                stats=self.stats, connections=self._stream_connections,
+                read_timeout=STREAM_READ_TIMEOUT, tls=self._tls,
+            )  # fmt: skip
+            self._streams = FalHttp(self.settings, client, self.retry)
+        return self._streams
 
     def __repr__(self) -> str:
         return f"FalClient(key={self.settings.masked_key}, queue_url={self.settings.queue_url})"
@@ -154,7 +165,8 @@ class FalClient:
 
     async def aclose(self) -> None:
         await self._client.aclose()
-        await self._stream_client.aclose()
+        if self._streams is not None:
+            await self._streams.client.aclose()
 
     def _require_enabled(self) -> None:
         if not self.settings.enabled:
