@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from falkit.config import Settings, load_settings
 from falkit.errors import FalkitError, LookupFailedError, ServiceDisabledError, ValidationError
-from falkit.events import Event, NoteEvent
+from falkit.events import BatchProgressEvent, Event, NoteEvent
 from falkit.request import ImageRequest, PreparedJob
 from falkit.service.budget import Budget
 from falkit.service.progress import ProgressCallback, emit
@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     import httpx
 
     from falkit.client import FalClient
+    from falkit.emulator import EmulatorConfig, EmulatorServer
     from falkit.service.batch import BatchResult
     from falkit.service.engine import Emit, EngineOptions, Finish, JobEngine
     from falkit.service.handle import JobHandle
@@ -33,7 +34,9 @@ class FalService:
     Construction is cheap and reads nothing; the store, the HTTP client and the job engine open
     on first use. Without an API key ``enabled`` is False and every call that would reach Fal
     raises ServiceDisabledError saying how to set FAL_API_KEY. ``spend_cap`` (USD) refuses any
-    job whose estimate would take this service's spending past it.
+    job whose estimate would take this service's spending past it. ``emulator=True`` (or an
+    EmulatorConfig) runs against an offline Fal emulator started in this process, with its own
+    library under FALKIT_HOME/emulator: placeholder images, nothing sent to Fal, no key needed.
     """
 
     def __init__(
@@ -43,8 +46,11 @@ class FalService:
         transport: httpx.AsyncBaseTransport | None = None,
         spend_cap: float | None = None,
         engine_options: EngineOptions | None = None,
+        emulator: bool | EmulatorConfig = False,
     ) -> None:
         self._settings = settings
+        self._emulator = emulator
+        self._emulator_server: EmulatorServer | None = None
         self._transport = transport
         self._client: FalClient | None = None
         self._store: JobStore | None = None
@@ -60,8 +66,25 @@ class FalService:
     @property
     def settings(self) -> Settings:
         if self._settings is None:
-            self._settings = load_settings()
+            self._settings = self._emulated() if self._emulator else load_settings()
         return self._settings
+
+    def _emulated(self) -> Settings:
+        """Settings pointing every Fal role at an emulator started now, in this process."""
+        from pydantic import SecretStr
+
+        from falkit.config import EMULATOR_KEY
+        from falkit.emulator import EmulatorConfig, run_emulator
+
+        config = self._emulator if isinstance(self._emulator, EmulatorConfig) else None
+        self._emulator_server = run_emulator(config or EmulatorConfig()).start()
+        base = load_settings()
+        return base.with_urls(
+            self._emulator_server.base_url,
+            api_key=SecretStr(EMULATOR_KEY),
+            home=base.home / "emulator",
+            database_url=None,
+        )
 
     @property
     def enabled(self) -> bool:
@@ -84,6 +107,9 @@ class FalService:
         if self._store is not None:
             await self._store.close()
             self._store = None
+        if self._emulator_server is not None:
+            server, self._emulator_server = self._emulator_server, None
+            await asyncio.to_thread(server.stop)
 
     async def store(self) -> JobStore:
         """The library store (opened, and migrated if needed, on first use)."""
@@ -350,17 +376,53 @@ class FalService:
 
     # ---- batches ----
 
-    async def generate_batch(self, requests: Any, **options: Any) -> BatchResult:
-        """Generate many images within a budget, resumably (see falkit.service.batch)."""
+    async def generate_batch(
+        self,
+        requests: str | Path | Sequence[Any],
+        *,
+        seeds: str | Sequence[int] | None = None,
+        models: str | Sequence[str] | None = None,
+        guidance: str | Sequence[float] | None = None,
+        sizes: str | Sequence[str] | None = None,
+        lora_scales: str | Sequence[float] | None = None,
+        defaults: dict[str, Any] | None = None,
+        concurrency: int = 64,
+        budget: float | None = None,
+        out_dir: str | Path | None = None,
+        dry_run: bool = False,
+        retry_failed: bool = False,
+        on_progress: Callable[[BatchProgressEvent], None] | None = None,
+    ) -> BatchResult:
+        """Generate every request under every sweep combination, within a budget, resumably.
+
+        ``requests`` is an input file (text, .jsonl or .csv) or a list of prompts / request
+        dicts; ``defaults`` fill parameters the requests leave out. See falkit.service.batch.
+        """
         from falkit.service.batch import generate_batch
 
-        return await generate_batch(self, requests, **options)
+        return await generate_batch(
+            self, requests, seeds=seeds, models=models, guidance=guidance, sizes=sizes,
+            lora_scales=lora_scales, defaults=defaults, concurrency=concurrency, budget=budget,
+            out_dir=out_dir, dry_run=dry_run, retry_failed=retry_failed, on_progress=on_progress,
+        )  # fmt: skip
 
-    async def resume_batch(self, batch_id: str, **options: Any) -> BatchResult:
-        """Carry on a stored batch (see falkit.service.batch)."""
+    async def resume_batch(
+        self,
+        batch_id: str,
+        *,
+        concurrency: int | None = None,
+        budget: float | None = None,
+        out_dir: str | Path | None = None,
+        retry_failed: bool = False,
+        on_progress: Callable[[BatchProgressEvent], None] | None = None,
+    ) -> BatchResult:
+        """Carry on a stored batch: its own options unless given anew."""
         from falkit.service.batch import resume_batch
 
-        return await resume_batch(self, batch_id, **options)
+        return await resume_batch(
+            self, batch_id, concurrency=concurrency, budget=budget, out_dir=out_dir,
+            retry_failed=retry_failed, on_progress=on_progress,
+        )  # fmt: skip
 
     # ---- jobs ----
 
