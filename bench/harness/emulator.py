@@ -21,7 +21,14 @@ if TYPE_CHECKING:
     from falkit.config import Settings
 
 ENV_NAMES = frozenset(
-    {"FALKIT_QUEUE_URL", "FALKIT_RUN_URL", "FALKIT_REST_URL", "FALKIT_CDN_URL", "FAL_API_KEY"}
+    {
+        "FALKIT_QUEUE_URL",
+        "FALKIT_RUN_URL",
+        "FALKIT_REST_URL",
+        "FALKIT_CDN_URL",
+        "FALKIT_API_URL",
+        "FAL_API_KEY",
+    }
 )
 
 

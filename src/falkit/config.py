@@ -44,14 +44,27 @@ class Settings(BaseSettings):
     run_url: str = Field("https://fal.run", validation_alias="FALKIT_RUN_URL")
     rest_url: str = Field("https://rest.fal.ai", validation_alias="FALKIT_REST_URL")
     cdn_url: str = Field("https://v3.fal.media", validation_alias="FALKIT_CDN_URL")
+    api_url: str = Field("https://api.fal.ai/v1", validation_alias="FALKIT_API_URL")
+    """Fal's platform API (request history, used to reconcile ``unknown`` jobs)."""
+    reconcile_after: float = Field(600.0, ge=0, validation_alias="FALKIT_RECONCILE_AFTER")
+    """Seconds after its submit before an ``unknown`` job missing from Fal's request history
+    is taken as never accepted and sent again (the history may lag, and may list a request
+    only once it has ended)."""
     emulator: bool = Field(False, validation_alias="FALKIT_EMULATOR")
+    public_url: str | None = Field(None, validation_alias="FALKIT_PUBLIC_URL")
+    """Where Fal can reach `falkit serve` (``{public_url}/webhooks/fal`` is every submit's
+    webhook); None: jobs are followed by status streams and polls."""
+    api_token: SecretStr | None = Field(None, validation_alias="FALKIT_API_TOKEN", repr=False)
+    """Bearer token of `falkit serve`'s API (required when it listens beyond loopback)."""
+    jwks_url: str | None = Field(None, validation_alias="FALKIT_JWKS_URL")
+    """Fal's webhook signing keys; None: Fal's published JWKS (the emulator's with --emulator)."""
 
     @model_validator(mode="after")
     def _join_key(self) -> Settings:
         if self.api_key is None and self.key_id and self.key_secret:
             joined = f"{self.key_id.get_secret_value()}:{self.key_secret.get_secret_value()}"
             self.api_key = SecretStr(joined)
-        for name in ("queue_url", "run_url", "rest_url", "cdn_url"):
+        for name in ("queue_url", "run_url", "rest_url", "cdn_url", "api_url"):
             setattr(self, name, getattr(self, name).rstrip("/"))
         return self
 
@@ -75,7 +88,7 @@ class Settings(BaseSettings):
     @property
     def fal_urls(self) -> tuple[str, ...]:
         """The only places the key may be sent."""
-        return (self.queue_url, self.run_url, self.rest_url, self.cdn_url)
+        return (self.queue_url, self.run_url, self.rest_url, self.cdn_url, self.api_url)
 
     def __repr__(self) -> str:
         return f"Settings(key={self.masked_key}, home={self.home}, queue_url={self.queue_url})"
@@ -83,7 +96,7 @@ class Settings(BaseSettings):
     __str__ = __repr__
 
     def with_urls(self, base: str, **extra: Any) -> Settings:
-        """A copy pointed at an emulator (or proxy) serving all four roles under one base."""
+        """A copy pointed at an emulator (or proxy) serving every role under one base."""
         base = base.rstrip("/")
         return self.model_copy(
             update={
@@ -91,6 +104,7 @@ class Settings(BaseSettings):
                 "run_url": f"{base}/run",
                 "rest_url": f"{base}/rest",
                 "cdn_url": f"{base}/cdn",
+                "api_url": f"{base}/api",
                 **extra,
             }
         )

@@ -25,7 +25,7 @@ def test_reference_client_against_an_emulator_process(harness: Any, tmp_path: Pa
     with harness.EmulatorProcess(latency=0.1, concurrency=4) as emu:
         assert set(emu.env) == {
             "FALKIT_QUEUE_URL", "FALKIT_RUN_URL", "FALKIT_REST_URL", "FALKIT_CDN_URL",
-            "FAL_API_KEY",
+            "FALKIT_API_URL", "FAL_API_KEY",
         }  # fmt: skip
         assert emu.settings().queue_url == f"{emu.base_url}/queue"
         with harness.SocketSampler(interval=0.005) as sockets:

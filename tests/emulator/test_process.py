@@ -20,7 +20,14 @@ from falkit.config import EMULATOR_KEY
 
 from .conftest import AUTH
 
-NAMES = ["FALKIT_QUEUE_URL", "FALKIT_RUN_URL", "FALKIT_REST_URL", "FALKIT_CDN_URL", "FAL_API_KEY"]
+NAMES = [
+    "FALKIT_QUEUE_URL",
+    "FALKIT_RUN_URL",
+    "FALKIT_REST_URL",
+    "FALKIT_CDN_URL",
+    "FALKIT_API_URL",
+    "FAL_API_KEY",
+]
 DEADLINE = 30.0
 
 
@@ -114,14 +121,14 @@ def _parse(lines: list[str]) -> dict[str, str]:
 
 def test_env_lines_point_at_a_listening_emulator(start: type[Emulator]) -> None:
     emulator = start("--port", "0", "--env", "--latency", "0.05", "--concurrency", "3")
-    lines = emulator.read_lines(5)
+    lines = emulator.read_lines(6)
     env = _parse(lines)
     assert list(env) == NAMES
     assert env["FAL_API_KEY"] == EMULATOR_KEY
     base = env["FALKIT_QUEUE_URL"].removesuffix("/queue")
     assert base.startswith("http://127.0.0.1:")
     assert not base.endswith(":0")
-    for name, role in zip(NAMES[:4], ["queue", "run", "rest", "cdn"], strict=True):
+    for name, role in zip(NAMES[:5], ["queue", "run", "rest", "cdn", "api"], strict=True):
         assert env[name] == f"{base}/{role}"
 
     # printed once listening: the first request needs no retry
@@ -148,14 +155,14 @@ def test_access_log_and_knobs_reach_the_server(start: type[Emulator]) -> None:
     emulator = start(
         "--port", "0", "--env", "--access-log", "--latency", "0", "--training-seconds", "0.5"
     )  # fmt: skip
-    env = _parse(emulator.read_lines(5))
+    env = _parse(emulator.read_lines(6))
     run = httpx.post(
         f"{env['FALKIT_RUN_URL']}/fal-ai/flux/schnell", json={"prompt": "x"}, headers=AUTH
     )
     assert run.status_code == 200
     assert emulator.stop(signal.SIGTERM) in (0, -signal.SIGTERM)
     assert "POST /run/fal-ai/flux/schnell" in emulator.stderr()
-    assert len(emulator.stdout) == 5  # the access log stays off stdout
+    assert len(emulator.stdout) == 6  # the access log stays off stdout
 
 
 def test_busy_port_is_one_line_with_the_fix(start: type[Emulator]) -> None:

@@ -27,6 +27,7 @@ def emulator_env(base_url: str, home: Path) -> dict[str, str]:
         FALKIT_RUN_URL=f"{base_url}/run",
         FALKIT_REST_URL=f"{base_url}/rest",
         FALKIT_CDN_URL=f"{base_url}/cdn",
+        FALKIT_API_URL=f"{base_url}/api",
     )
     return env
 

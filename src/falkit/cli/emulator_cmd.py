@@ -12,12 +12,18 @@ import sys
 
 import typer
 
-ENV_NAMES = ("FALKIT_QUEUE_URL", "FALKIT_RUN_URL", "FALKIT_REST_URL", "FALKIT_CDN_URL")
+ENV_NAMES = (
+    "FALKIT_QUEUE_URL",
+    "FALKIT_RUN_URL",
+    "FALKIT_REST_URL",
+    "FALKIT_CDN_URL",
+    "FALKIT_API_URL",
+)
 
 
 def env_lines(base_url: str, api_key: str) -> list[str]:
     """``export NAME=value`` lines pointing falkit at an emulator serving ``base_url``."""
-    roles = ("queue", "run", "rest", "cdn")
+    roles = ("queue", "run", "rest", "cdn", "api")
     lines = [
         f"export {name}={base_url}/{role}" for name, role in zip(ENV_NAMES, roles, strict=True)
     ]
