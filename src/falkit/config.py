@@ -58,6 +58,13 @@ class Settings(BaseSettings):
     """Bearer token of `falkit serve`'s API (required when it listens beyond loopback)."""
     jwks_url: str | None = Field(None, validation_alias="FALKIT_JWKS_URL")
     """Fal's webhook signing keys; None: Fal's published JWKS (the emulator's with --emulator)."""
+    public_url: str | None = Field(None, validation_alias="FALKIT_PUBLIC_URL")
+    """Where Fal can reach `falkit serve` (``{public_url}/webhooks/fal`` is every submit's
+    webhook); None: jobs are followed by status streams and polls."""
+    api_token: SecretStr | None = Field(None, validation_alias="FALKIT_API_TOKEN", repr=False)
+    """Bearer token of `falkit serve`'s API (required when it listens beyond loopback)."""
+    jwks_url: str | None = Field(None, validation_alias="FALKIT_JWKS_URL")
+    """Fal's webhook signing keys; None: Fal's published JWKS (the emulator's with --emulator)."""
 
     @model_validator(mode="after")
     def _join_key(self) -> Settings:

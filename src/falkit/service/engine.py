@@ -82,6 +82,13 @@ class EngineOptions:
     """Finished jobs whose events stay readable by late subscribers."""
     submit_grace: float = 30.0
     """When a job's task is cancelled, a POST already on the wire may finish for this long."""
+    # ---- webhooks (falkit serve with FALKIT_PUBLIC_URL) ----
+    webhook_url: str | None = None
+    """Sent with every submit (``?fal_webhook=``). A job submitted with it is not followed at
+    first: its webhook delivery (``deliver``) usually finishes it with no status or result
+    call; only after ``webhook_grace`` seconds without one (or ``follow_now``) is it followed
+    like any other job."""
+    webhook_grace: float = 120.0
 
 
 class JobEngine:
@@ -98,6 +105,7 @@ class JobEngine:
         self._finished: OrderedDict[str, LiveJob] = OrderedDict()
         self._by_request: dict[str, str] = {}
         self._lanes = asyncio.Semaphore(self.options.submit_lanes)
+        self._hooked: dict[str, asyncio.Event] = {}  # job id -> set to follow it now
         self._finishing = asyncio.Semaphore(self.options.finish_slots)
         self._closed = False
 
@@ -220,7 +228,9 @@ class JobEngine:
         """Mark submitting, POST, journal the request id: the one submit of a job."""
         live.record = await self.store.mark_submitting(record.id, submitter=submitter_id())
         try:
-            request = await self.client.submit(record.endpoint_id, record.arguments)
+            request = await self.client.submit(
+                record.endpoint_id, record.arguments, webhook_url=self._hook(record.id)
+            )
         except SubmitUncertainError as exc:
             message = f"{exc}; {UNCERTAIN_HINT.format(job_id=record.id)}"
             live.record = await self.store.fail_job(record.id, error=message, status="unknown")
@@ -262,6 +272,7 @@ class JobEngine:
     async def _followed(self, live: LiveJob, request: RequestHandle) -> FalResponse:
         """Follow to the end; the output, or the job's own error raised (journaled)."""
         mapper = EventMapper(live.job_id, last_position=request.queue_position)
+        await self._webhook_grace(live)
 
         async def seen(status: Status) -> None:
             await self._on_status(live, mapper, status)
@@ -355,6 +366,7 @@ class JobEngine:
 
     def _retire(self, live: LiveJob) -> None:
         self._live.pop(live.job_id, None)
+        self._hooked.pop(live.job_id, None)
         if live.request is not None:
             self._by_request.pop(live.request.request_id, None)
         self._finished[live.job_id] = live
@@ -384,6 +396,7 @@ class JobEngine:
                 self._retire(live)
             return "OK"
         live.cancel_outcome = await self.client.cancel(live.request)
+        self.follow_now(live.request.request_id)
         return live.cancel_outcome
 
     async def aclose(self) -> None:
@@ -397,6 +410,38 @@ class JobEngine:
         for live in list(self._live.values()):  # cancelled before their task ever ran
             await self._stopped(live)
             self._retire(live)
+
+    # ---- webhooks ----
+
+    def _hook(self, job_id: str) -> str | None:
+        """The webhook URL for this job's submit (and expect its delivery), if any."""
+        if self.options.webhook_url:
+            self._hooked[job_id] = asyncio.Event()
+        return self.options.webhook_url
+
+    async def _webhook_grace(self, live: LiveJob) -> None:
+        """Wait for a job's webhook (at most ``webhook_grace`` seconds) before following it."""
+        wake = self._hooked.get(live.job_id)
+        if wake is None:
+            return
+        waiting = asyncio.ensure_future(wake.wait())
+        try:
+            await asyncio.wait(
+                {waiting, live.delivered}, timeout=self.options.webhook_grace,
+                return_when=asyncio.FIRST_COMPLETED,
+            )  # fmt: skip
+        finally:
+            waiting.cancel()
+            self._hooked.pop(live.job_id, None)
+
+    def follow_now(self, request_id: str) -> bool:
+        """Stop waiting for a job's webhook and follow it now (a delivery that reports an
+        error or no output, a cancel); False if no job here waits for one."""
+        wake = self._hooked.get(self._by_request.get(request_id, ""))
+        if wake is None:
+            return False
+        wake.set()
+        return True
 
     # ---- helpers ----
 
