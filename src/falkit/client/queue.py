@@ -39,6 +39,7 @@ from falkit.errors import (
 from falkit.types import Completed, FalResponse, RequestHandle, Status
 
 if TYPE_CHECKING:
+    from falkit.client.platform import PlatformClient
     from falkit.config import Settings
 
 logger = logging.getLogger("falkit.client")
@@ -151,6 +152,14 @@ class FalClient:
 
     def __repr__(self) -> str:
         return f"FalClient(key={self.settings.masked_key}, queue_url={self.settings.queue_url})"
+
+    @property
+    def platform(self) -> PlatformClient:
+        """Fal's platform API (request history), over the short-request pool."""
+        from falkit.client.platform import PlatformClient
+
+        self._require_enabled()
+        return PlatformClient(self._http)
 
     @property
     def http(self) -> httpx.AsyncClient:

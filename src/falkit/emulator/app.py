@@ -1,9 +1,10 @@
-"""The emulator as an ASGI app: four Fal roles (queue, run, rest, cdn) over one engine.
+"""The emulator as an ASGI app: five Fal roles (queue, run, rest, cdn, api) over one engine.
 
 By default one app serves every role under a path prefix (``/queue``, ``/run``, ``/rest``,
-``/cdn``), matching :meth:`falkit.config.Settings.with_urls`. A role can instead own a whole
-listener at its root (``root_role``), which is how the official client, whose queue and run
-hosts take no path, is pointed at the emulator.
+``/cdn``, and ``/api`` for the platform API's request history), matching
+:meth:`falkit.config.Settings.with_urls`. A role can instead own a whole listener at its
+root (``root_role``), which is how the official client, whose queue and run hosts take no
+path, is pointed at the emulator.
 
 The combined app also answers ``GET /_emulator/stats`` (and ``POST /_emulator/stats/reset``)
 for harnesses in other processes: the counters of :class:`~falkit.emulator.config.Stats` plus
@@ -25,14 +26,16 @@ from starlette.routing import BaseRoute, Mount, Route
 from falkit.emulator.config import EmulatorConfig
 from falkit.emulator.engine import Engine
 from falkit.emulator.routes_files import cdn_routes, rest_routes
+from falkit.emulator.routes_platform import api_routes
 from falkit.emulator.routes_queue import queue_routes, run_routes
 
-Role = Literal["queue", "run", "rest", "cdn"]
+Role = Literal["queue", "run", "rest", "cdn", "api"]
 ROLES: dict[Role, Callable[[str], list[BaseRoute]]] = {
     "queue": queue_routes,
     "run": run_routes,
     "rest": rest_routes,
     "cdn": cdn_routes,
+    "api": api_routes,
 }
 
 

@@ -69,6 +69,12 @@ class Job:
     wall_start: float = 0.0
     logs: list[LogLine] = field(default_factory=list)
     outcome: Outcome | None = None
+    payload: dict[str, Any] | None = None
+    """The body as submitted (the platform API's request history shows it)."""
+    received_at: float = 0.0
+    """Wall-clock time the submit was accepted."""
+    ended_at: float | None = None
+    """Wall-clock time the job ended."""
     task: asyncio.Task[None] | None = field(default=None, repr=False)
     _changed: asyncio.Event | None = field(default=None, repr=False)
 
@@ -193,6 +199,7 @@ class Engine:
         """
         params, detail = validate(endpoint, body)
         job = Job(str(uuid.uuid4()), endpoint, params, detail, ctx, webhook, fault)
+        job.payload, job.received_at = dict(body), time.time()
         job.seq = self._order.append()
         self.jobs[job.id] = job
         self._queue[job.id] = job
@@ -306,6 +313,7 @@ class Engine:
             return
         now = asyncio.get_running_loop().time()
         job.state, job.finished, job.outcome = DONE, now, outcome
+        job.ended_at = time.time()
         if job.started is not None:
             job.logs = [line for line in job.logs if line.at <= now]
             text = f"Finished in {now - job.started:.2f}s" if outcome.ok else str(outcome.error)

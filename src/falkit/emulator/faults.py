@@ -38,7 +38,7 @@ FaultKind = Literal[
 ]
 ROUTES = frozenset(
     {"submit", "status", "stream", "result", "cancel", "run", "run_stream"}
-    | {"token", "initiate", "upload", "put", "file", "jwks", "*"}
+    | {"token", "initiate", "upload", "put", "file", "jwks", "history", "*"}
 )
 TRANSPORT_KEY = "falkit_emulator_transport"
 _REASONS = {
