@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.fields import FieldInfo
 
 from falkit.errors import FieldError, ValidationError
+from falkit.limits import MAX_PROMPT_CHARS, MAX_SEED, endpoint_id_problem
 from falkit.types import (
     IMAGE_SIZE_PRESETS,
     ImagePreset,
@@ -38,11 +39,11 @@ class _Input(BaseModel):
 
 
 class _ImageInput(_Input):
-    prompt: str = Field(min_length=1, description="What to draw")
+    prompt: str = Field(min_length=1, max_length=MAX_PROMPT_CHARS, description="What to draw")
     image_size: ImagePreset | ImageSize = Field(
         "landscape_4_3", description="A preset name or {width, height}"
     )
-    seed: int | None = Field(None, ge=0, description="Seed for reproducible results")
+    seed: int | None = Field(None, ge=0, le=MAX_SEED, description="Seed for reproducible results")
     num_images: int = Field(1, ge=1, le=4, description="Images per request")
     sync_mode: bool = Field(False, description="Return images as data URIs")
     enable_safety_checker: bool = Field(True, description="Run Fal's safety checker")
@@ -103,7 +104,7 @@ class FluxLoraInput(_ImageInput):
 
 class SdxlInput(_ImageInput):
     image_size: ImagePreset | ImageSize = Field("square_hd", description="A preset or {w, h}")
-    negative_prompt: str = Field("", description="What to avoid")
+    negative_prompt: str = Field("", max_length=MAX_PROMPT_CHARS, description="What to avoid")
     # Ranges are uncertain; the sibling fal-ai/stable-diffusion-v15 (same input type) is used.
     num_inference_steps: int = Field(25, ge=1, le=50, description="Denoising steps")
     guidance_scale: float = Field(7.5, ge=0, le=20, description="Prompt adherence")
@@ -237,10 +238,15 @@ def _range_or_choices(info: FieldInfo, suffix: str = "") -> str | None:
         lo = getattr(meta, "gt", None) if getattr(meta, "gt", None) is not None else lo
         hi = getattr(meta, "le", None) if getattr(meta, "le", None) is not None else hi
     if lo is not None and hi is not None:
-        return f"{lo:g} to {hi:g}{suffix}"
+        return f"{_number(lo)} to {_number(hi)}{suffix}"
     args = getattr(info.annotation, "__args__", ())
     literals = [a for a in args if isinstance(a, str)]
     return ", ".join(literals) if literals else None
+
+
+def _number(value: float) -> str:
+    """A bound as people write it: 3.5, 10000, 18446744073709551615 (not 1.84467e+19)."""
+    return str(value) if isinstance(value, int) else f"{value:g}"
 
 
 def _field_errors(spec: ModelSpec, exc: pydantic.ValidationError) -> list[FieldError]:
@@ -343,16 +349,19 @@ def get_model(name: str) -> ModelSpec | None:
     spec = MODELS.get(name) or BY_ENDPOINT.get(name)
     if spec is not None:
         return spec
-    if is_endpoint_id(name):
-        return None
-    raise ValidationError.field(
-        "model", f"unknown model {name!r}", ", ".join(MODELS) + " or an endpoint id (fal-ai/...)"
-    )
+    allowed = ", ".join(MODELS) + " or an endpoint id (fal-ai/...)"
+    if "/" not in name:
+        raise ValidationError.field("model", f"unknown model {name[:80]!r}", allowed)
+    why = endpoint_id_problem(name)
+    if why is not None:
+        message = f"{name[:80]!r} is not an endpoint id: it {why}"
+        raise ValidationError.field("model", message, allowed)
+    return None
 
 
 def is_endpoint_id(name: str) -> bool:
-    parts = name.split("/")
-    return len(parts) >= 2 and all(parts)
+    """Whether ``name`` is a well-formed endpoint id (checked segment by segment, see limits)."""
+    return endpoint_id_problem(name) is None
 
 
 def image_models() -> list[ModelSpec]:

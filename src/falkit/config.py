@@ -9,8 +9,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from falkit.limits import url_problem
 
 EMULATOR_KEY = "emulator-key:emulator-secret"
 
@@ -58,13 +67,18 @@ class Settings(BaseSettings):
     """Bearer token of `falkit serve`'s API (required when it listens beyond loopback)."""
     jwks_url: str | None = Field(None, validation_alias="FALKIT_JWKS_URL")
     """Fal's webhook signing keys; None: Fal's published JWKS (the emulator's with --emulator)."""
-    public_url: str | None = Field(None, validation_alias="FALKIT_PUBLIC_URL")
-    """Where Fal can reach `falkit serve` (``{public_url}/webhooks/fal`` is every submit's
-    webhook); None: jobs are followed by status streams and polls."""
-    api_token: SecretStr | None = Field(None, validation_alias="FALKIT_API_TOKEN", repr=False)
-    """Bearer token of `falkit serve`'s API (required when it listens beyond loopback)."""
-    jwks_url: str | None = Field(None, validation_alias="FALKIT_JWKS_URL")
-    """Fal's webhook signing keys; None: Fal's published JWKS (the emulator's with --emulator)."""
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _check_url(cls, value: Any, info: ValidationInfo) -> Any:
+        """Every ``*_url`` setting but the database's is a base http(s) URL: a bad one is a
+        one-line error naming its variable now, not a failed request after a job was journaled."""
+        name = info.field_name or ""
+        if name.endswith("_url") and name != "database_url" and isinstance(value, str):
+            why = url_problem(value)
+            if why is not None:
+                raise ValueError(f"{value[:100]!r} {why}")
+        return value
 
     @model_validator(mode="after")
     def _join_key(self) -> Settings:
@@ -119,9 +133,33 @@ class Settings(BaseSettings):
 
 def load_settings(**overrides: Any) -> Settings:
     """Read settings now (environment, then .env); keyword overrides (field names) win."""
-    settings = Settings()
+    settings = _read_settings()
     if "api_key" in overrides and isinstance(overrides["api_key"], str):
         overrides["api_key"] = SecretStr(overrides["api_key"])
     if "home" in overrides:
         overrides["home"] = Path(overrides["home"])
     return settings.model_copy(update=overrides) if overrides else settings
+
+
+def _read_settings() -> Settings:
+    """Settings from the environment; a bad value is a ValidationError naming its variable.
+
+    The value itself is left out of the message unless a check put it there (a key or a
+    database URL with a password must not be printed).
+    """
+    import pydantic
+
+    from falkit.errors import FieldError, ValidationError
+
+    try:
+        return Settings()
+    except pydantic.ValidationError as exc:
+        errors = [
+            FieldError(
+                ".".join(str(p) for p in err["loc"]) or "settings",
+                err["msg"].removeprefix("Value error, ")
+                + "; fix or unset it (environment or .env)",
+            )
+            for err in exc.errors()
+        ]
+        raise ValidationError(errors) from None

@@ -22,10 +22,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from falkit.catalog import DEFAULT_MODEL, get_model, image_models
 from falkit.errors import FieldError, ValidationError
+from falkit.limits import MAX_PROMPT_CHARS as MAX_PROMPT_CHARS  # documented here too
+from falkit.limits import MAX_SEED as MAX_SEED
+from falkit.limits import has_surrogate
 
 LORA_MODEL = "flux-lora"
-MAX_PROMPT_CHARS = 10_000
-MAX_SEED = 2**64 - 1
 
 #: Short names (CLI flags, batch columns) -> Fal's names. Fal's names are always accepted too.
 ALIASES: dict[str, str] = {
@@ -223,5 +224,9 @@ def check_prompt(text: Any) -> str:
     if len(text) > MAX_PROMPT_CHARS:
         raise ValidationError.field(
             "prompt", f"is {len(text)} characters long", f"at most {MAX_PROMPT_CHARS} characters"
+        )
+    if has_surrogate(text):
+        raise ValidationError.field(
+            "prompt", "holds bytes that are not UTF-8 text", "text in UTF-8 (check the encoding)"
         )
     return text

@@ -17,6 +17,7 @@ import typer
 from typer.core import TyperGroup
 
 from falkit.cli.common import EMULATOR_OPTION, JSON_OPTION, print_json, run, stderr
+from falkit.limits import MAX_LIST_LIMIT
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -154,7 +155,9 @@ def resume(
 
 @app.command("list")
 def list_batches(
-    limit: int = typer.Option(20, "--limit", help="How many recent batches."),
+    limit: int = typer.Option(
+        20, "--limit", min=1, max=MAX_LIST_LIMIT, help="How many recent batches (at most 10000)."
+    ),
     json_out: bool = JSON_OPTION,
     emulator: bool = EMULATOR_OPTION,
 ) -> None:

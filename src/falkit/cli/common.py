@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -129,9 +128,10 @@ async def open_service(emulator: bool) -> AsyncIterator[FalService]:
         async with FalService(settings_for(None)) as service:
             yield service
         return
+    from falkit.cli.bounds import env_seconds
     from falkit.emulator import EmulatorConfig, run_emulator
 
-    latency = float(os.environ.get("FALKIT_EMULATOR_LATENCY", "1.5"))
+    latency = env_seconds("FALKIT_EMULATOR_LATENCY", 1.5)  # a bad value: one line, exit 2
     with run_emulator(EmulatorConfig(latency=latency)) as emu:
         stderr().print(
             "[yellow]Offline emulator:[/] images are placeholders, nothing is sent to Fal. "

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from falkit.cli.common import EMULATOR_OPTION, JSON_OPTION, print_json, run, stderr
+from falkit.limits import MAX_LIST_LIMIT
 from falkit.views import job_json
 
 if TYPE_CHECKING:
@@ -19,7 +20,9 @@ app = typer.Typer(help="List, show, resume and cancel jobs.", no_args_is_help=Tr
 @app.command("list")
 def list_jobs(
     search: str | None = typer.Option(None, "--search", help="Match prompt, model or id."),
-    limit: int = typer.Option(20, "--limit", min=1, help="How many, newest first."),
+    limit: int = typer.Option(
+        20, "--limit", min=1, max=MAX_LIST_LIMIT, help="How many, newest first (at most 10000)."
+    ),
     json_out: bool = JSON_OPTION,
     emulator: bool = EMULATOR_OPTION,
 ) -> None:

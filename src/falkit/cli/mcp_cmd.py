@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from falkit.cli.bounds import seconds
 from falkit.cli.common import EMULATOR_OPTION, run, stderr
 
 if TYPE_CHECKING:
@@ -41,7 +42,7 @@ def mcp(
     wait_seconds: float = typer.Option(
         50.0,
         "--wait-seconds",
-        min=0,
+        callback=seconds,
         help="How long a tool waits for a job before answering with its id (hosts allow ~60).",
     ),
     emulator: bool = EMULATOR_OPTION,

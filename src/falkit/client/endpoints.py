@@ -13,10 +13,10 @@ from dataclasses import dataclass
 import httpx
 
 from falkit.errors import ValidationError
+from falkit.limits import endpoint_id_problem, segment_problem
 from falkit.types import RequestHandle
 
 NAMESPACES = frozenset({"workflows", "comfy"})
-_SEGMENT = re.compile(r"^[A-Za-z0-9._~-]+$")
 _LEGACY = re.compile(r"^(\d+)-([A-Za-z0-9._~-]+)$")
 _EXAMPLE = "owner/alias[/path], e.g. fal-ai/flux/dev"
 
@@ -32,15 +32,20 @@ class EndpointId:
 
     @classmethod
     def parse(cls, endpoint_id: str) -> EndpointId:
-        """Split an id; a legacy ``1234-app`` becomes ``1234/app``; anything else is rejected."""
+        """Split an id; a legacy ``1234-app`` becomes ``1234/app``; anything else is rejected.
+
+        Every segment is checked (see :func:`falkit.limits.endpoint_id_problem`): the id is
+        pasted into URL paths that carry the key, so ``..`` or an escape must never get there.
+        """
         parts = endpoint_id.strip().strip("/").split("/")
-        namespace = parts.pop(0) if len(parts) > 2 and parts[0] in NAMESPACES else ""
         if len(parts) == 1 and (legacy := _LEGACY.match(parts[0])):
             parts = [legacy.group(1), legacy.group(2)]
-        if len(parts) < 2 or not all(_SEGMENT.match(part) for part in parts):
+        why = endpoint_id_problem("/".join(parts))
+        if why is not None:
             raise ValidationError.field(
-                "endpoint_id", f"{endpoint_id!r} is not a Fal endpoint id", _EXAMPLE
+                "endpoint_id", f"{endpoint_id[:80]!r} is not a Fal endpoint id: it {why}", _EXAMPLE
             )
+        namespace = parts.pop(0) if len(parts) > 2 and parts[0] in NAMESPACES else ""
         return cls(parts[0], parts[1], "/".join(parts[2:]), namespace)
 
     @property
@@ -56,10 +61,22 @@ class EndpointId:
 
 
 def check_request_id(request_id: str) -> str:
-    """A request id safe to put in a URL path (Fal's are UUIDs)."""
-    if not _SEGMENT.match(request_id or ""):
-        raise ValidationError.field("request_id", f"{request_id!r} is not a Fal request id")
+    """A request id safe to put in a URL path (Fal's are UUIDs): one segment, not ``..``."""
+    if segment_problem(request_id or "") is not None or len(request_id) > 128:
+        raise ValidationError.field("request_id", f"{request_id[:80]!r} is not a Fal request id")
     return request_id
+
+
+def check_under(base: str, url: str, field: str = "endpoint_id") -> str:
+    """``url`` as sent, if it stays under the configured ``base``; else ValidationError.
+
+    Belt and braces behind the segment checks: httpx resolves ``.``/``..`` segments, so the
+    normalised URL is what is compared.
+    """
+    sent = str(httpx.URL(url))
+    if not sent.startswith(base.rstrip("/") + "/"):
+        raise ValidationError.field(field, f"the URL {sent[:120]!r} leaves {base!r}")
+    return url
 
 
 def rebuild_handle(queue_url: str, endpoint_id: str, request_id: str) -> RequestHandle:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
 
-from falkit.client.endpoints import EndpointId, rebuild_handle, stream_url
+from falkit.client.endpoints import EndpointId, check_under, rebuild_handle, stream_url
 from falkit.client.http import (
     FalHttp,
     RequestStats,
@@ -201,7 +201,7 @@ class FalClient:
         endpoint = EndpointId.parse(endpoint_id)
         headers = _submit_headers(start_timeout, priority, hint)
         params = {"fal_webhook": webhook_url} if webhook_url else None
-        url = f"{self.settings.queue_url}/{endpoint.full}"
+        url = check_under(self.settings.queue_url, f"{self.settings.queue_url}/{endpoint.full}")
         response = await self._http.send(
             "submit", "POST", url, json=arguments, headers=headers, params=params
         )
@@ -362,7 +362,8 @@ class FalClient:
     async def run(self, endpoint_id: str, arguments: dict[str, Any]) -> FalResponse:
         """Run synchronously on ``{run_url}/{endpoint_id}`` (no queue; never re-sent once sent)."""
         self._require_enabled()
-        url = f"{self.settings.run_url}/{EndpointId.parse(endpoint_id).full}"
+        full = EndpointId.parse(endpoint_id).full
+        url = check_under(self.settings.run_url, f"{self.settings.run_url}/{full}")
         response = await self._http.send("run", "POST", url, json=arguments)
         return _to_fal_response(response, "run output")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,8 +34,8 @@ class EmulatorConfig:
     """The account id signed into webhooks (X-Fal-Webhook-User-Id)."""
 
     def __post_init__(self) -> None:
-        if self.latency < 0 or self.training_seconds < 0:
-            raise ValueError("latency and training_seconds must be >= 0")
+        if not (0 <= self.latency < math.inf and 0 <= self.training_seconds < math.inf):
+            raise ValueError("latency and training_seconds must be finite and >= 0")
         if self.concurrency < 1:
             raise ValueError("concurrency must be >= 1")
         if not 0 < self.ping_interval < 15:

@@ -31,6 +31,7 @@ from falkit.service.batch_output import Row, place_images, write_html, write_man
 from falkit.service.batch_plan import BatchPlan, plan_batch, plan_from_spec
 from falkit.service.batch_run import BatchRun, OnUpdate
 from falkit.service.budget import Budget, check_limit
+from falkit.service.checks import check_out_dir
 
 if TYPE_CHECKING:
     from falkit.service.core import FalService
@@ -141,6 +142,7 @@ async def generate_batch(
     plan = plan_batch(expanded, source)
     concurrency = _check_concurrency(concurrency)
     _check_budget_value(budget)
+    check_out_dir(out_dir)  # a dry run checks the folder too
     if dry_run:
         return _dry_result(service, plan, budget, out_dir)
     service.client()  # no key: fail before anything is written
@@ -206,6 +208,7 @@ async def run_plan(
     folder = Path(
         out_dir or (existing.out_dir if existing else None) or _default_folder(service, batch_id)
     )
+    check_out_dir(folder)  # images of paid jobs must have somewhere to go: checked first
     latest = latest_jobs(await store.batch_jobs(batch_id)) if existing else {}
     check_budget(plan, latest, budget, retry_failed)
     await store.create_batch(

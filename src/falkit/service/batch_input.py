@@ -19,6 +19,7 @@ import io
 import itertools
 import json
 import re
+import stat
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,14 @@ from typing import Any
 from pydantic import BaseModel
 
 from falkit.errors import FieldError, ValidationError
+from falkit.limits import (
+    MAX_INPUT_BYTES,
+    MAX_NUMBER_CHARS,
+    MAX_SEED,
+    InputRejected,
+    check_number_text,
+    loads_bounded,
+)
 from falkit.request import ALIASES, parse_lora, parse_loras
 
 MAX_JOBS = 100_000
@@ -60,11 +69,52 @@ def read_requests(source: str | Path | Sequence[Any]) -> list[BatchRequest]:
     """Requests from a file path, or from a list of prompts / request dicts given in Python."""
     if isinstance(source, str | Path):
         path = Path(source)
-        if not path.is_file():
-            raise ValidationError.field("input", f"no such file: {path}", "a .txt, .jsonl or .csv")
-        text = path.read_text(encoding="utf-8-sig")
-        return parse_text(text, kind=input_kind(path))
+        return parse_text(read_input_text(path), kind=input_kind(path))
     return [_from_item(item, number) for number, item in enumerate(source, 1)]
+
+
+def read_input_text(path: Path) -> str:
+    """The text of an input file: a regular file of at most MAX_INPUT_BYTES of UTF-8 text.
+
+    Checked with stat before it is opened (a FIFO or a device would block or never end), and
+    decoded strictly: a Latin-1 or binary file is an error naming the line, not a traceback.
+    """
+    allowed = "a UTF-8 .txt, .jsonl or .csv file"
+    try:
+        info = path.stat()
+    except OSError as exc:
+        why = "no such file" if isinstance(exc, FileNotFoundError) else exc.strerror or str(exc)
+        raise ValidationError.field("input", f"{path}: {why}", allowed) from None
+    if not stat.S_ISREG(info.st_mode):
+        raise ValidationError.field("input", f"{path} is not a regular file", allowed)
+    if info.st_size > MAX_INPUT_BYTES:
+        size = f"{info.st_size / 1024**2:.0f} MiB"
+        raise ValidationError.field("input", f"{path} is {size}", "at most 256 MiB; split it")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ValidationError.field("input", f"{path}: {exc.strerror or exc}", allowed) from None
+    return decode_input(data, str(path))
+
+
+def decode_input(data: bytes, name: str = "input") -> str:
+    """UTF-8 text (a byte-order mark is dropped) or ValidationError naming the first bad line."""
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        byte = data[exc.start : exc.start + 1].hex()
+        raise ValidationError.field(
+            f"line {line}",
+            f"{name} is not UTF-8 text (byte 0x{byte})",
+            "save the file as UTF-8",
+        ) from None
+    if "\0" in text:
+        line = text[: text.index("\0")].count("\n") + 1
+        raise ValidationError.field(
+            f"line {line}", f"{name} holds a NUL byte: binary data, not text", "a text file"
+        )
+    return text
 
 
 def input_kind(path: Path) -> str:
@@ -98,24 +148,37 @@ def _parse_jsonl(text: str) -> list[BatchRequest]:
         if not raw.strip() or raw.lstrip().startswith("#"):
             continue
         try:
-            item = json.loads(raw)
+            item = loads_bounded(raw)
         except json.JSONDecodeError as exc:
             raise _line_error(number, "input", f"not valid JSON ({exc.msg})") from None
+        except InputRejected as exc:
+            raise _line_error(number, "input", str(exc)) from None
         out.append(_from_item(item, number, where="line"))
     return out
 
 
 def _parse_csv(text: str) -> list[BatchRequest]:
     reader = csv.DictReader(io.StringIO(text))
+    try:
+        return _csv_rows(reader)
+    except csv.Error as exc:  # a field past csv.field_size_limit(), a stray quote …
+        raise _line_error(reader.line_num, "input", f"not valid CSV ({exc})") from None
+
+
+def _csv_rows(reader: csv.DictReader[str]) -> list[BatchRequest]:
     fields = [name.strip() for name in reader.fieldnames or []]
     if "prompt" not in fields:
-        raise _line_error(1, "header", "a CSV input needs a 'prompt' column", ", ".join(fields))
+        shown = ", ".join(f[:40] for f in fields[:20])
+        raise _line_error(1, "header", "a CSV input needs a 'prompt' column", shown)
     out = []
     for row in reader:
         number = reader.line_num  # the physical line the row ends on
         if None in row:
             raise _line_error(number, "input", "more cells than header columns")
-        params = {k.strip(): _cell(k.strip(), v) for k, v in row.items() if v and v.strip()}
+        try:
+            params = {k.strip(): _cell(k.strip(), v) for k, v in row.items() if v and v.strip()}
+        except ValueError as exc:  # InputRejected, or a LoRA list that is not JSON
+            raise _line_error(number, "input", str(exc)) from None
         if params:
             out.append(BatchRequest(number, _normalise(params, number, "line")))
     return out
@@ -127,14 +190,21 @@ def _cell(name: str, value: str) -> Any:
     if name == "prompt" or name == "negative_prompt":
         return text
     if ALIASES.get(name, name) == "loras":
-        return json.loads(text) if text.startswith("[") else lora_dicts(text)
+        return _json_cell(text) if text.startswith("[") else lora_dicts(text)
     if _INT.match(text):
-        return int(text)
+        return int(check_number_text(text))
     if _FLOAT.match(text):
-        return float(text)
+        return float(check_number_text(text))
     if text.lower() in ("true", "false"):
         return text.lower() == "true"
     return text
+
+
+def _json_cell(text: str) -> Any:
+    try:
+        return loads_bounded(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"the LoRA list is not valid JSON ({exc.msg})") from None
 
 
 def lora_dicts(value: Any) -> list[dict[str, Any]]:
@@ -251,12 +321,12 @@ def parse_seeds(value: str | Iterable[int] | None) -> tuple[int, ...]:
     if value is None:
         return ()
     if not isinstance(value, str):
-        return tuple(_seed(str(v)) for v in value)
+        return tuple(_seed_value(v) for v in value)
     seeds: list[int] = []
     for part in filter(None, (p.strip() for p in value.split(","))):
         span = _RANGE.match(part)
         if span:
-            low, high = int(span.group(1)), int(span.group(2))
+            low, high = _seed(span.group(1)), _seed(span.group(2))
             if high < low or high - low >= MAX_JOBS:
                 raise _seeds_error(part)
             seeds.extend(range(low, high + 1))
@@ -267,15 +337,28 @@ def parse_seeds(value: str | Iterable[int] | None) -> tuple[int, ...]:
     return tuple(dict.fromkeys(seeds))
 
 
+def _seed_value(value: Any) -> int:
+    """A seed given in Python: an int in range (never turned into text: a huge one cannot be)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        if 0 <= value <= MAX_SEED:
+            return value
+        raise _seeds_error("a seed outside 0 to 2**64-1")
+    return _seed(str(value))
+
+
 def _seed(text: str) -> int:
-    if not _INT.match(text.strip()) or int(text) < 0:
+    """One seed: a whole number from 0 to MAX_SEED, at most MAX_NUMBER_CHARS long."""
+    text = text.strip()
+    if len(text) > MAX_NUMBER_CHARS or not _INT.match(text) or not 0 <= int(text) <= MAX_SEED:
         raise _seeds_error(text)
     return int(text)
 
 
 def _seeds_error(text: str) -> ValidationError:
     return ValidationError.field(
-        "seeds", f"{text!r} is not a seed list", "N, N-M or a comma list such as 1,5,9"
+        "seeds",
+        f"{text[:40]!r} is not a seed list",
+        f"N, N-M or a comma list such as 1,5,9; seeds from 0 to {MAX_SEED}",
     )
 
 
@@ -295,8 +378,10 @@ def _numbers(name: str, value: str | Iterable[float] | None) -> tuple[float, ...
     items = value.split(",") if isinstance(value, str) else [str(v) for v in value]
     out = []
     for item in (i.strip() for i in items if i.strip()):
-        if not _FLOAT.match(item):
-            raise ValidationError.field(name, f"{item!r} is not a number", "numbers like 3,3.5")
+        if len(item) > MAX_NUMBER_CHARS or not _FLOAT.match(item):
+            raise ValidationError.field(
+                name, f"{item[:40]!r} is not a number", "numbers like 3,3.5"
+            )
         out.append(float(item))
     if not out:
         raise ValidationError.field(name, "is empty", "a comma-separated list of numbers")

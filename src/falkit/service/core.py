@@ -210,9 +210,11 @@ class FalService:
         budget: Budget | None = None,
     ) -> JobHandle:
         """Start a checked request (see start_image)."""
+        from falkit.service.checks import check_out_dir
         from falkit.service.engine import reserve_all
         from falkit.store.ids import new_id
 
+        check_out_dir(out_dir)  # an unwritable --out fails before anything is written or sent
         engine = await self.engine()
         budgets = (self.budget, *([budget] if budget is not None else []))
         notes = [NoteEvent("", text, "WARNING") for text in (plan.notes if plan else ())]
