@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 
@@ -32,6 +33,8 @@ class EmulatorConfig:
     """Waits before each retry of a failed webhook delivery."""
     user_id: str = "emulator-user"
     """The account id signed into webhooks (X-Fal-Webhook-User-Id)."""
+    data_dir: Path | None = None
+    """Keep jobs and files here across restarts (``falkit emulator --data``); None: memory."""
 
     def __post_init__(self) -> None:
         if not (0 <= self.latency < math.inf and 0 <= self.training_seconds < math.inf):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import math
 import time
 import uuid
 from collections import OrderedDict
@@ -26,14 +27,17 @@ from falkit.emulator.config import EmulatorConfig, Stats
 from falkit.emulator.faults import JOB_ERRORS, Fault, FaultSet
 from falkit.emulator.models import (
     Endpoint,
+    EndpointNotFound,
     Outcome,
     RunContext,
     execute,
     failure,
     invalid,
     log_plan,
+    resolve,
     validate,
 )
+from falkit.emulator.persist import Journal, Restored, rebase
 from falkit.emulator.signing import WebhookSigner, deliver
 from falkit.emulator.storage import FileStore
 
@@ -154,7 +158,10 @@ class Engine:
         self.config = config or EmulatorConfig()
         self.stats = Stats()
         self.faults = FaultSet()
-        self.store = FileStore()
+        data = self.config.data_dir
+        self.store = FileStore(data / "files" if data is not None else None)
+        self.journal = Journal(data) if data is not None else None
+        """With ``config.data_dir``: every job's submit and end, for the next run."""
         self.signer = WebhookSigner()
         self.public_base: str | None = None
         """Base URL files are served from; None: taken from each request's own origin."""
@@ -165,6 +172,23 @@ class Engine:
         self._running: set[str] = set()
         self._queue_moved: asyncio.Event | None = None
         self._background: set[asyncio.Task[Any]] = set()
+        for restored in self.journal.load() if self.journal is not None else []:
+            self._restore(restored)
+
+    def _restore(self, done: Restored) -> None:
+        """A job from a previous run, ended (see :mod:`falkit.emulator.persist`)."""
+        try:
+            endpoint = resolve(done.endpoint_id)
+        except EndpointNotFound:
+            return
+        job = Job(done.id, endpoint, {}, None, RunContext(self.store, done.cdn_base))
+        job.state, job.outcome, job.payload = DONE, done.outcome, done.payload
+        job.received_at, job.wall_start = done.received_at, done.started_at
+        job.ended_at = done.ended_at
+        if done.inference_time is not None:
+            job.started, job.finished = 0.0, done.inference_time
+        job.logs = [LogLine(-math.inf, entry) for entry in done.logs]
+        self.jobs[job.id] = job
 
     @property
     def queued(self) -> int:
@@ -204,6 +228,8 @@ class Engine:
         self.jobs[job.id] = job
         self._queue[job.id] = job
         self.stats.count_submit(endpoint.endpoint_id)
+        if self.journal is not None:
+            self.journal.write(job)
         self._pump()
         if start_timeout is not None and job.state == QUEUED:
             asyncio.get_running_loop().call_later(start_timeout, self._expire, job)
@@ -318,6 +344,8 @@ class Engine:
             job.logs = [line for line in job.logs if line.at <= now]
             text = f"Finished in {now - job.started:.2f}s" if outcome.ok else str(outcome.error)
             job.logs.append(self._line(job, now, text, "INFO" if outcome.ok else "ERROR"))
+        if self.journal is not None:
+            self.journal.write(job)
         self._running.discard(job.id)
         job.touch()
         if job.webhook:
@@ -390,6 +418,12 @@ class Engine:
                 body["error"], body["error_type"] = job.outcome.error, job.outcome.error_type
         return body
 
+    def result_body(self, job: Job, origin: str) -> Any:
+        """A finished job's result body, its file URLs on the listener at ``origin``."""
+        assert job.outcome is not None
+        cdn_base = f"{self.public_base or origin}/cdn"
+        return rebase(job.outcome.body, job.ctx.cdn_base, cdn_base)
+
     def _logs(self, job: Job) -> list[dict[str, Any]]:
         lines = job.visible_logs(asyncio.get_running_loop().time())
         window = self.config.log_window
@@ -425,6 +459,9 @@ class Engine:
             job.touch()
         self._moved()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if self.journal is not None:
+            self.journal.close()
+        self.store.close()
 
 
 def _job_error(fault: Fault) -> Outcome:

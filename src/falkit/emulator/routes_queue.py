@@ -149,8 +149,8 @@ async def _result(request: Request, engine: Engine, job: Job, base: str) -> Resp
     if job.state != DONE or job.outcome is None:
         where = "in queue" if job.state == "IN_QUEUE" else "in progress"
         return JSONResponse({"detail": f"Request is still {where}"}, status_code=400)
-    outcome = job.outcome
-    return JSONResponse(outcome.body, outcome.status_code, headers=outcome.headers(job.id))
+    outcome, body = job.outcome, engine.result_body(job, origin(request))
+    return JSONResponse(body, outcome.status_code, headers=outcome.headers(job.id))
 
 
 async def _cancel(request: Request, engine: Engine, job: Job, base: str) -> Response:

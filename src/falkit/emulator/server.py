@@ -15,6 +15,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -248,33 +249,106 @@ def _log_config(access_log: bool) -> dict[str, Any]:
     return config
 
 
+@dataclass(frozen=True)
+class Listening:
+    """Where a served emulator answers (what ``serve``'s ``on_ready`` is given)."""
+
+    base_url: str
+    """``http(s)://HOST:PORT``: every role under /queue, /run, /rest, /cdn (and /_emulator)."""
+    queue_host: str | None = None
+    """With split roles: ``HOST:PORT`` serving the queue role at its root (FAL_QUEUE_RUN_HOST)."""
+    run_host: str | None = None
+    """With split roles: ``HOST:PORT`` serving the run role at its root (FAL_RUN_HOST)."""
+
+
+class _ByPort:
+    """An ASGI app picking one app per local port, so one uvicorn server serves every listener
+    (one signal handler, one graceful shutdown)."""
+
+    def __init__(self, default: Any, by_port: dict[int, Any]) -> None:
+        self._default, self._by_port = default, by_port
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        server = scope.get("server")
+        app = self._by_port.get(server[1], self._default) if server else self._default
+        await app(scope, receive, send)
+
+
+class ListenError(OSError):
+    """A port could not be bound; ``address`` is the ``host:port`` that failed."""
+
+    def __init__(self, address: str, cause: OSError) -> None:
+        super().__init__(cause.errno, cause.strerror)
+        self.address = address
+
+
+def _bind_all(host: str, ports: list[int]) -> list[socket.socket]:
+    """Bind every port, or none (ListenError names the one that failed)."""
+    sockets: list[socket.socket] = []
+    for port in ports:
+        try:
+            sockets.append(_bind(host, port))
+        except OSError as exc:
+            for sock in sockets:
+                sock.close()
+            raise ListenError(f"{host}:{port}", exc) from exc
+    return sockets
+
+
+def _listen(
+    engine: Engine, host: str, port: int, *, tls: bool, split_roles: bool
+) -> tuple[Any, list[socket.socket], Listening]:
+    """The app, bound sockets and URLs for ``serve``: with split roles the queue and run roles
+    get the next two ports (free ones when ``port`` is 0), and files are served from the main
+    listener."""
+    sockets = _bind_all(host, [port + i if port else 0 for i in range(3 if split_roles else 1)])
+    hosts = [f"{url_host(host)}:{sock.getsockname()[1]}" for sock in sockets]
+    scheme = "https" if tls else "http"
+    app = create_app(engine=engine)
+    if not split_roles:
+        return app, sockets, Listening(f"{scheme}://{hosts[0]}")
+    listening = Listening(f"{scheme}://{hosts[0]}", queue_host=hosts[1], run_host=hosts[2])
+    engine.public_base = listening.base_url
+    by_port = {
+        sockets[1].getsockname()[1]: create_app(engine=engine, root_role="queue"),
+        sockets[2].getsockname()[1]: create_app(engine=engine, root_role="run"),
+    }
+    return _ByPort(app, by_port), sockets, listening
+
+
 def serve(
     host: str = "127.0.0.1",
     port: int = 8765,
     config: EmulatorConfig | None = None,
     *,
-    on_ready: Callable[[str], None] | None = None,
+    on_ready: Callable[[Listening], None] | None = None,
     access_log: bool = False,
+    ssl: SslFiles | None = None,
+    split_roles: bool = False,
 ) -> None:
-    """Serve until SIGINT or SIGTERM (``falkit emulator``); URLs follow each request's Host.
+    """Serve until SIGINT or SIGTERM (``falkit emulator``).
 
-    ``port=0`` picks a free port. ``on_ready(base_url)`` is called once the listener accepts
-    connections. On shutdown the engine stops its jobs first, so open SSE status streams end
-    instead of holding the graceful shutdown open. Logs go to stderr; the access log only with
-    ``access_log``.
+    ``port=0`` picks a free port. ``ssl=(certfile, keyfile)`` serves https. ``split_roles``
+    adds the queue and run roles at the root of their own listeners (``port + 1`` and
+    ``port + 2``, or free ports), for fal-client; files are then served from the main listener,
+    otherwise URLs follow each request's Host. ``on_ready(listening)`` is called once every
+    listener accepts connections. On shutdown the engine stops its jobs first, so open SSE
+    status streams end instead of holding the graceful shutdown open. Logs go to stderr; the
+    access log only with ``access_log``.
     """
     import uvicorn
 
     engine = Engine(config)
-    app = create_app(engine=engine)
-    sock = _bind(host, port)
-    base_url = f"http://{url_host(host)}:{sock.getsockname()[1]}"
+    app, sockets, listening = _listen(
+        engine, host, port, tls=ssl is not None, split_roles=split_roles
+    )
 
     class EmulatorUvicorn(uvicorn.Server):
         async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
             await engine.aclose()
             await super().shutdown(sockets)
 
+    certfile, keyfile = ssl if ssl else (None, None)
     server = EmulatorUvicorn(
         uvicorn.Config(
             app,
@@ -284,6 +358,8 @@ def serve(
             log_config=_log_config(access_log),
             log_level="info" if access_log else "warning",
             access_log=access_log,
+            ssl_certfile=certfile,
+            ssl_keyfile=keyfile,
             timeout_graceful_shutdown=2,
             timeout_keep_alive=KEEP_ALIVE,
             backlog=4096,
@@ -291,12 +367,12 @@ def serve(
     )
 
     async def main() -> None:
-        serving = asyncio.ensure_future(server.serve(sockets=[sock]))
+        serving = asyncio.ensure_future(server.serve(sockets=sockets))
         deadline = time.monotonic() + START_TIMEOUT
         while not server.started and not serving.done() and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
         if server.started and on_ready is not None:
-            on_ready(base_url)
+            on_ready(listening)
         await serving
 
     try:
@@ -304,4 +380,5 @@ def serve(
     except KeyboardInterrupt:  # uvicorn re-raises the SIGINT it shut down for
         pass
     finally:
-        sock.close()
+        for sock in sockets:
+            sock.close()
