@@ -22,13 +22,15 @@ from falkit.events import Event, LogEvent, StepEvent
 from falkit.mcp import content
 from falkit.mcp.safety import AllowedDirs
 from falkit.request import ImageRequest, LoraRef
-from falkit.views import job_json, lora_json
+from falkit.views import lora_json
 
 if TYPE_CHECKING:
     from mcp.types import CallToolResult
 
+    from falkit.request import PreparedJob
     from falkit.service import FalService
     from falkit.service.handle import JobHandle
+    from falkit.service.loras import LoraPlan
 
 URLS = ("https://", "http://")
 EventSink = Callable[[Event], Awaitable[None]]
@@ -82,11 +84,15 @@ class McpApp:
 
     async def generate(self, request: ImageRequest, report: EventSink) -> CallToolResult:
         """Check, start on the engine, wait; answer with the images or the running job's id."""
-        request = await self._checked_files(request)
-        prepared, plan = await self.service.plan_image(request)
+        prepared, plan = await self.plan(request)
         handle = await self.service.start_prepared(prepared, plan=plan)
         await wait(handle, self.options.wait_seconds, report)
         return await self._describe(handle, first=True)
+
+    async def plan(self, request: ImageRequest) -> tuple[PreparedJob, LoraPlan]:
+        """Every offline check of a generation, the same for generate and estimate: local LoRA
+        files under the allowed folders, LoRA names in the library, the catalog's limits."""
+        return await self.service.plan_image(await self._checked_files(request))
 
     async def _checked_files(self, request: ImageRequest) -> ImageRequest:
         """LoRAs given as local files must lie under the allowed folders."""
@@ -107,7 +113,7 @@ class McpApp:
 
     async def estimate(self, request: ImageRequest) -> CallToolResult:
         """What a generation would send and cost; nothing is sent."""
-        prepared, _ = await self.service.plan_image(request)
+        prepared, _ = await self.plan(request)
         cost = prepared.estimated_cost
         text = f"{prepared.model} ({prepared.endpoint_id}): estimated cost "
         text += "unknown (not a catalog model)" if cost is None else f"${cost:.4f}"
@@ -115,8 +121,10 @@ class McpApp:
         data: dict[str, Any] = {**prepared.to_json(), "cap_usd": budget.limit}
         if budget.limit is not None:
             data["spent_usd"] = budget.committed
+            data["fits_cap"] = budget.fits(cost)
             text += f"; this server has spent or committed ${budget.committed:.4f} of "
             text += f"${budget.limit:g}"
+            text += "" if data["fits_cap"] else ", so the cap would refuse this job"
         return content.answer(text + ". Nothing was sent.", data)
 
     def models(self) -> CallToolResult:
@@ -164,7 +172,13 @@ class McpApp:
             f'"{handle.job_id}" to wait for it.'
         )
         notes = notes_of(handle)
-        data = {"job_id": handle.job_id, "kind": "training", "name": name, "done": False}
+        data = {
+            "job_id": handle.job_id,
+            "kind": "training",
+            "status": "submitted",
+            "name": name,
+            "done": False,
+        }
         return content.answer("\n".join([text, *notes]), {**data, "notes": notes})
 
     async def loras(self) -> CallToolResult:
@@ -222,14 +236,14 @@ class McpApp:
             return content.answer(
                 f"Training job {job.id} completed, but no LoRA in the library comes from it "
                 "(it may have been removed).",
-                {**job_json(job), "done": True},
+                {**content.job_view(job), "done": True},
             )
         return content.training_answer(result_from(lora, job, job.cost_usd))
 
     async def list_jobs(self, search: str | None, limit: int, status: str | None) -> CallToolResult:
         jobs = await self.service.list_jobs(search=search, limit=limit, status=status)
         lines = [content.job_line(j) for j in jobs] or ["No jobs match."]
-        return content.answer("\n".join(lines), {"jobs": [job_json(j) for j in jobs]})
+        return content.answer("\n".join(lines), {"jobs": [content.job_view(j) for j in jobs]})
 
     async def cancel(self, ref: str) -> CallToolResult:
         job = await self.service.get_job(ref)

@@ -1,8 +1,10 @@
 """Tool answers: text a model can act on, small image previews, and links to the kept files.
 
-Every answer also carries the same facts as structured content for programs. Previews are
-JPEG thumbnails (at most THUMB_SIDE pixels a side, a few tens of KB), far under the size chat
-hosts accept; the full image stays on disk and is named by path and file:// link.
+Every answer also carries the same facts as structured content for programs (their shapes:
+answers.py). Previews are JPEG thumbnails (at most THUMB_SIDE pixels a side, a few tens of KB),
+far under the size chat hosts accept; the full image stays on disk and is linked twice: as a
+``falkit://images/...`` resource any client can read over MCP, and as a file:// link for
+clients on the same machine.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from mcp.types import CallToolResult, ContentBlock, ImageContent, ResourceLink, TextContent
 
+from falkit.mcp.resources import image_uri
 from falkit.views import job_json
 
 if TYPE_CHECKING:
@@ -45,21 +48,22 @@ def thumbnail(path: Path, side: int = THUMB_SIDE) -> bytes:
     return buffer.getvalue()
 
 
-async def image_blocks(images: Sequence[ResultImage]) -> list[ContentBlock]:
-    """For each image: its preview, a file:// link to the kept file and a link to Fal's URL."""
+async def image_blocks(job_id: str, images: Sequence[ResultImage]) -> list[ContentBlock]:
+    """For each image: its preview, links to the kept file (MCP resource and file://) and a
+    link to Fal's URL."""
     blocks: list[ContentBlock] = []
-    for index, image in enumerate(images, start=1):
+    for index, image in enumerate(images):
         if image.path.is_file():
             data = await asyncio.to_thread(thumbnail, image.path)
             encoded = base64.b64encode(data).decode("ascii")
             blocks.append(ImageContent(type="image", data=encoded, mime_type="image/jpeg"))
-            blocks.append(_file_link(image, index))
+            blocks.extend(_kept_links(job_id, image, index))
         if image.url.startswith(("https://", "http://")):
             blocks.append(
                 ResourceLink(
                     type="resource_link",
                     uri=image.url,
-                    name=f"image {index} at Fal",
+                    name=f"image {index + 1} at Fal",
                     description="Fal's copy of the image; it expires, the local file is kept",
                     mime_type=image.content_type,
                 )
@@ -67,23 +71,63 @@ async def image_blocks(images: Sequence[ResultImage]) -> list[ContentBlock]:
     return blocks
 
 
-def _file_link(image: ResultImage, index: int) -> ResourceLink:
+def _kept_links(job_id: str, image: ResultImage, index: int) -> list[ResourceLink]:
     size = image.path.stat().st_size
-    return ResourceLink(
-        type="resource_link",
-        uri=image.path.resolve().as_uri(),
-        name=image.path.name,
-        title=f"image {index} ({image.width}x{image.height})",
-        description="The full-size image, kept on the user's computer",
-        mime_type=image.content_type,
-        size=size,
+    title = f"image {index + 1} ({image.width}x{image.height})"
+    links = []
+    uri = image_uri(job_id, index, image.content_type)
+    if uri is not None:
+        links.append(
+            ResourceLink(
+                type="resource_link",
+                uri=uri,
+                name=image.path.name,
+                title=title,
+                description="The full-size image, readable over MCP (resources/read)",
+                mime_type=image.content_type,
+                size=size,
+            )
+        )
+    links.append(
+        ResourceLink(
+            type="resource_link",
+            uri=image.path.resolve().as_uri(),
+            name=image.path.name,
+            title=title,
+            description="The full-size image, kept on the user's computer",
+            mime_type=image.content_type,
+            size=size,
+        )
     )
+    return links
 
 
-def image_lines(images: Sequence[ResultImage]) -> list[str]:
+def with_uris(data: dict[str, Any], job_id: str, types: Sequence[str]) -> dict[str, Any]:
+    """``data`` with each of its images' resource URI (images in index order)."""
+    images = []
+    for index, (view, content_type) in enumerate(zip(data.get("images", []), types, strict=False)):
+        uri = image_uri(job_id, index, content_type)
+        images.append({**view, "resource_uri": uri} if uri else view)
+    return {**data, "images": images} if "images" in data else data
+
+
+def job_view(job: JobRecord) -> dict[str, Any]:
+    """A job's facts (views.job_json) with its images' resource URIs."""
+    data = job_json(job)
+    views = []
+    for view, img in zip(data["images"], job.images, strict=False):
+        uri = image_uri(job.id, img.index, img.content_type)
+        views.append({**view, "resource_uri": uri} if uri else view)
+    return {**data, "images": views}
+
+
+def image_lines(job_id: str, images: Sequence[ResultImage]) -> list[str]:
     lines: list[str] = []
-    for index, image in enumerate(images, start=1):
-        lines.append(f"Image {index}: {image.path} ({image.width}x{image.height})")
+    for index, image in enumerate(images):
+        lines.append(f"Image {index + 1}: {image.path} ({image.width}x{image.height})")
+        uri = image_uri(job_id, index, image.content_type)
+        if uri is not None:
+            lines.append(f"  full size over MCP: {uri}")
         if image.url.startswith(("https://", "http://")):
             lines.append(f"  Fal URL (expires; the file above is kept): {image.url}")
     return lines
@@ -100,9 +144,10 @@ async def generation_answer(result: GenerationResult, notes: Sequence[str] = ())
         f"Generated {count} image{'s' if count != 1 else ''} with {result.model} "
         f"(job {result.job_id}, seed {result.seed}, cost {_cost(result.cost_usd)})."
     )
-    lines = [head, *image_lines(result.images), *notes]
+    lines = [head, *image_lines(result.job_id, result.images), *notes]
     data = {**result.to_json(), "done": True, "notes": list(notes)}
-    return answer("\n".join(lines), data, await image_blocks(result.images))
+    data = with_uris(data, result.job_id, [image.content_type for image in result.images])
+    return answer("\n".join(lines), data, await image_blocks(result.job_id, result.images))
 
 
 def training_answer(result: TrainingResult) -> CallToolResult:
@@ -144,7 +189,7 @@ def ended_answer(job: JobRecord) -> CallToolResult:
         text += (
             f" Nothing was resent. If the user wants, `falkit jobs retry {job.id}` submits it anew."
         )
-    return answer(text, {**job_json(job), "done": True})
+    return answer(text, {**job_view(job), "done": True})
 
 
 def job_line(job: JobRecord) -> str:

@@ -7,24 +7,53 @@
         server = create_server(app)          # an mcp MCPServer
         await server.run_stdio_async()
 
-Errors a model (or its user) can fix are raised as tool errors (isError) carrying the same
-message the CLI prints; the API key never appears in any answer.
+Every tool is a StrictTool (tooling.py): unknown arguments are refused, short names are taken
+as Fal's, and the schema a client sees carries the catalog's enums and bounds (params.py).
+Errors a model (or its user) can fix are tool errors (isError) carrying the same one-line
+message the CLI prints; the API key never appears in any answer. Full-size images are
+resources (resources.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, Literal
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Annotated, Any, Literal, cast
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult, ToolAnnotations
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from falkit.errors import FalkitError, ServiceDisabledError
+from falkit.mcp.answers import (
+    CancelAnswer,
+    EstimateAnswer,
+    JobAnswer,
+    JobsAnswer,
+    LorasAnswer,
+    ModelsAnswer,
+)
 from falkit.mcp.app import McpApp, ServerOptions
+from falkit.mcp.params import (
+    Guidance,
+    ImageSizeArg,
+    Loras,
+    Model,
+    NegativePrompt,
+    NumImages,
+    OutputFormat,
+    Prompt,
+    SafetyChecker,
+    SafetyTolerance,
+    Seed,
+    Steps,
+    build_request,
+    catalog_property,
+    image_aliases,
+    image_overlay,
+)
 from falkit.mcp.progress import ProgressReporter
-from falkit.request import ImageRequest
+from falkit.mcp.tooling import StrictTool, publish_schema
 
 __all__ = ["McpApp", "ServerOptions", "create_server", "tool_message"]
 
@@ -34,123 +63,78 @@ KEY_HINT = (
     "or start the server as `falkit mcp --emulator` to try falkit offline."
 )
 
-
-class LoraParam(BaseModel):
-    """A LoRA with its strength."""
-
-    model_config = ConfigDict(extra="forbid")
-    path: str = Field(
-        description="A LoRA name from list_loras, or an https URL of a .safetensors file"
-    )
-    scale: float = Field(1.0, description="Strength, 0 to 2; 0.6 to 1.0 is the usual range")
-
-
 Ctx = Context[Any, Any]
-Prompt = Annotated[
-    str,
-    Field(
-        description="What to draw, in plain descriptive sentences: subject, action, setting, "
-        "then style, lighting and camera. Include a LoRA's trigger word when using one."
-    ),
-]
-Model = Annotated[
-    str | None,
-    Field(
-        description="Model from list_models: flux-schnell (fast drafts, default), flux-dev "
-        "(balanced), flux-pro-1.1 (final quality), flux-realism (photos), flux-lora (with "
-        "LoRAs; chosen automatically when loras are given), sdxl."
-    ),
-]
-ImageSizeParam = Annotated[
-    str | None,
-    Field(
-        description="square_hd, square, portrait_4_3, portrait_16_9, landscape_4_3, "
-        "landscape_16_9, or WIDTHxHEIGHT such as 1024x768; default: the model's own "
-        "(landscape_4_3 for Flux)."
-    ),
-]
-Steps = Annotated[
-    int | None,
-    Field(
-        description="Denoising steps; leave out for the model's default (4 for flux-schnell, "
-        "28 for flux-dev). More steps: more detail, slower."
-    ),
-]
-Guidance = Annotated[
-    float | None,
-    Field(description="How literally to follow the prompt; Flux's default 3.5, 3 to 5 typical."),
-]
-Seed = Annotated[
-    int | None,
-    Field(description="Seed for a reproducible image; reuse an image's seed to vary it."),
-]
-NumImages = Annotated[
-    int, Field(description="How many images (1 to 4; sdxl up to 8). Each one costs money.")
-]
-Loras = Annotated[
-    list[str | LoraParam] | None,
-    Field(
-        description="LoRAs to apply: names from list_loras or https URLs of .safetensors "
-        "files, each as NAME_OR_URL or NAME_OR_URL:SCALE (e.g. 'mydog:0.9'), or "
-        "{path, scale}. Local .safetensors paths work only under the allowed folders."
-    ),
-]
-OutputFormat = Annotated[
-    Literal["jpeg", "png"] | None, Field(description="File format: jpeg (default) or png.")
-]
 JobId = Annotated[
     str,
-    Field(description="The job id from generate_image or train_lora (a unique prefix works)."),
+    Field(
+        title="Job id",
+        description="The job id from generate_image or train_lora (a unique prefix works).",
+    ),
 ]
 WaitSeconds = Annotated[
     float | None,
     Field(
+        title="Wait (seconds)",
         description="Seconds to wait for a running job, with progress, before answering; "
-        "default the server's wait limit; 0 answers at once.",
+        "default the server's wait limit (which also caps it); 0 answers at once.",
         ge=0,
     ),
 ]
 Search = Annotated[
-    str | None, Field(description="Text to find in the prompt, model, job id or request id.")
+    str | None,
+    Field(title="Search", description="Text to find in the prompt, model, job id or request id."),
 ]
-Limit = Annotated[int, Field(description="At most this many jobs, newest first.", ge=1, le=100)]
+Limit = Annotated[
+    int, Field(title="Limit", description="At most this many jobs, newest first.", ge=1, le=100)
+]
 StatusFilter = Annotated[
     Literal["pending", "submitted", "running", "completed", "failed", "cancelled", "unknown"]
     | None,
-    Field(description="Only jobs with this status."),
+    Field(title="Status", description="Only jobs with this status."),
 ]
 Source = Annotated[
     str,
     Field(
-        description="The training pictures: a folder of 4 or more images (jpg, png or webp; "
-        "optional same-named .txt captions), a .zip of them, or an https URL of such a zip. "
-        "Local paths must be under the folders the user allowed."
+        title="Training pictures",
+        description="A folder of 4 or more images (jpg, png or webp; optional same-named .txt "
+        "captions), a .zip of them, or an https URL of such a zip. Local paths must be under "
+        "the folders the user allowed.",
     ),
 ]
 TriggerWord = Annotated[
     str | None,
     Field(
+        title="Trigger word",
         description="A rare made-up word that will call up the subject in prompts, e.g. TOK; "
-        "required unless every image has a caption."
+        "required unless every image has a caption.",
     ),
 ]
 LoraName = Annotated[
     str | None,
-    Field(description="The LoRA's name in the library (default: the trigger word)."),
+    Field(
+        title="LoRA name", description="The LoRA's name in the library (default: the trigger word)."
+    ),
 ]
 TrainSteps = Annotated[
-    int, Field(description="Training steps, 1 to 10000; 1000 suits most subjects.")
+    int, Field(title="Training steps", description="Training steps; 1000 suits most subjects.")
 ]
 IsStyle = Annotated[
-    bool, Field(description="True to learn a style (look, palette) rather than a subject.")
+    bool,
+    Field(
+        title="Style", description="True to learn a style (look, palette) rather than a subject."
+    ),
 ]
 CreateMasks = Annotated[
     bool,
-    Field(description="Focus training on the subject with segmentation masks (subjects only)."),
+    Field(
+        title="Subject masks",
+        description="Focus training on the subject with segmentation masks (subjects only).",
+    ),
 ]
 
 READ_ONLY = ToolAnnotations(read_only_hint=True, open_world_hint=False)
 SPENDS = ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=True)
+CANCELS = ToolAnnotations(destructive_hint=True, open_world_hint=True)
 
 
 def tool_message(exc: FalkitError) -> str:
@@ -171,125 +155,146 @@ def _reporter(ctx: Ctx) -> ProgressReporter:
     return ProgressReporter(ctx.report_progress)
 
 
-def _request(
-    prompt: str,
-    model: str | None,
-    image_size: str | None,
-    steps: int | None,
-    guidance: float | None,
-    seed: int | None,
-    num_images: int,
-    loras: list[str | LoraParam] | None,
-    output_format: str | None,
-) -> ImageRequest:
-    items = [i if isinstance(i, str) else i.model_dump() for i in loras or []]
-    return ImageRequest.build(
-        prompt,
-        model=model,
-        image_size=image_size,
-        steps=steps,
-        guidance=guidance,
-        seed=seed,
-        num_images=num_images,
-        output_format=output_format,
-        loras=items or None,
-    )
-
-
 def create_server(app: McpApp) -> MCPServer[Any]:
     """An MCP server whose tools run on ``app`` (which the caller closes)."""
+    from falkit.mcp.resources import register_images
+
     server: MCPServer[Any] = MCPServer(
         "falkit",
         title="falkit: Fal.ai image generation",
         instructions=app.instructions(),
         version=_version(),
         log_level="WARNING",
+        tools=[*_image_tools(app), *_job_tools(app), *_lora_tools(app)],
     )
-    _image_tools(server, app)
-    _job_tools(server, app)
-    _lora_tools(server, app)
+    register_images(server, app.service)
     return server
 
 
-def _image_tools(server: MCPServer[Any], app: McpApp) -> None:
-    @server.tool(annotations=SPENDS)
+def strict_tool(
+    fn: Callable[..., Any],
+    title: str,
+    annotations: ToolAnnotations,
+    overlay: Mapping[str, Mapping[str, Any]] | None = None,
+    aliases: Mapping[str, str] | None = None,
+) -> StrictTool:
+    """A tool from ``fn``'s signature with a closed schema (``overlay`` laid over it)."""
+    tool = cast(StrictTool, StrictTool.from_function(fn, title=title, annotations=annotations))
+    tool.parameters = publish_schema(tool.parameters, overlay)
+    tool.aliases = dict(aliases or {})
+    return tool
+
+
+def _image_tools(app: McpApp) -> list[StrictTool]:
     async def generate_image(
         prompt: Prompt,
         ctx: Ctx,
         model: Model = None,
-        image_size: ImageSizeParam = None,
-        steps: Steps = None,
-        guidance: Guidance = None,
+        image_size: ImageSizeArg = None,
+        num_inference_steps: Steps = None,
+        guidance_scale: Guidance = None,
         seed: Seed = None,
-        num_images: NumImages = 1,
+        num_images: NumImages = None,
         loras: Loras = None,
         output_format: OutputFormat = None,
-    ) -> CallToolResult:
+        negative_prompt: NegativePrompt = None,
+        enable_safety_checker: SafetyChecker = None,
+        safety_tolerance: SafetyTolerance = None,
+    ) -> Annotated[CallToolResult, JobAnswer]:
         """Generate images from a prompt with a Fal model (this costs the user money).
 
-        Answers with small previews, the full-size files' paths and Fal's URLs. A job that
-        takes longer than the server's wait limit keeps running: the answer then holds its
-        job_id; call get_job with it for the images.
+        Answers with small previews, the full-size images as MCP resources and files on disk,
+        and Fal's URLs. A job that takes longer than the server's wait limit keeps running: the
+        answer then holds its job_id; call get_job with it for the images.
         """
+        args = {
+            "prompt": prompt,
+            "model": model,
+            "image_size": image_size,
+            "num_inference_steps": num_inference_steps,
+            "guidance_scale": guidance_scale,
+            "seed": seed,
+            "num_images": num_images,
+            "loras": loras,
+            "output_format": output_format,
+            "negative_prompt": negative_prompt,
+            "enable_safety_checker": enable_safety_checker,
+            "safety_tolerance": safety_tolerance,
+        }
+        return await _guard(lambda: app.generate(build_request(args), _reporter(ctx)))
 
-        def request() -> ImageRequest:
-            return _request(
-                prompt, model, image_size, steps, guidance, seed, num_images, loras, output_format
-            )
-
-        return await _guard(lambda: app.generate(request(), _reporter(ctx)))
-
-    @server.tool(annotations=READ_ONLY)
     async def estimate_cost(
         prompt: Prompt,
         model: Model = None,
-        image_size: ImageSizeParam = None,
-        steps: Steps = None,
-        guidance: Guidance = None,
+        image_size: ImageSizeArg = None,
+        num_inference_steps: Steps = None,
+        guidance_scale: Guidance = None,
         seed: Seed = None,
-        num_images: NumImages = 1,
+        num_images: NumImages = None,
         loras: Loras = None,
         output_format: OutputFormat = None,
-    ) -> CallToolResult:
-        """Check a generate_image request and estimate its cost in USD; nothing is sent."""
+        negative_prompt: NegativePrompt = None,
+        enable_safety_checker: SafetyChecker = None,
+        safety_tolerance: SafetyTolerance = None,
+    ) -> Annotated[CallToolResult, EstimateAnswer]:
+        """Check a generate_image request exactly as generate_image would (the same parameters,
+        limits and LoRA lookups) and estimate its cost in USD; nothing is sent."""
+        args = {
+            "prompt": prompt,
+            "model": model,
+            "image_size": image_size,
+            "num_inference_steps": num_inference_steps,
+            "guidance_scale": guidance_scale,
+            "seed": seed,
+            "num_images": num_images,
+            "loras": loras,
+            "output_format": output_format,
+            "negative_prompt": negative_prompt,
+            "enable_safety_checker": enable_safety_checker,
+            "safety_tolerance": safety_tolerance,
+        }
+        return await _guard(lambda: app.estimate(build_request(args)))
 
-        def request() -> ImageRequest:
-            return _request(
-                prompt, model, image_size, steps, guidance, seed, num_images, loras, output_format
-            )
-
-        return await _guard(lambda: app.estimate(request()))
-
-    @server.tool(annotations=READ_ONLY)
-    async def list_models() -> CallToolResult:
-        """The models falkit knows: name, what each is good for, and its price rule."""
+    async def list_models() -> Annotated[CallToolResult, ModelsAnswer]:
+        """The models falkit knows: name, what each is good for, its price rule and defaults."""
         return app.models()
 
+    overlay, aliases = image_overlay(), image_aliases()
+    return [
+        strict_tool(generate_image, "Generate images", SPENDS, overlay, aliases),
+        strict_tool(estimate_cost, "Estimate cost", READ_ONLY, overlay, aliases),
+        strict_tool(list_models, "List models", READ_ONLY),
+    ]
 
-def _job_tools(server: MCPServer[Any], app: McpApp) -> None:
-    @server.tool(annotations=READ_ONLY)
-    async def get_job(job_id: JobId, ctx: Ctx, wait_seconds: WaitSeconds = None) -> CallToolResult:
+
+def _job_tools(app: McpApp) -> list[StrictTool]:
+    async def get_job(
+        job_id: JobId, ctx: Ctx, wait_seconds: WaitSeconds = None
+    ) -> Annotated[CallToolResult, JobAnswer]:
         """A job's status; waits for a running one (with progress) and returns its images (or
         its LoRA) once done. Use it with the job_id that generate_image or train_lora gave."""
         wait = app.options.wait_seconds if wait_seconds is None else wait_seconds
         wait = min(wait, app.options.wait_seconds)
         return await _guard(lambda: app.get_job(job_id, wait, _reporter(ctx)))
 
-    @server.tool(annotations=READ_ONLY)
     async def list_jobs(
         search: Search = None, limit: Limit = 10, status: StatusFilter = None
-    ) -> CallToolResult:
+    ) -> Annotated[CallToolResult, JobsAnswer]:
         """Recent jobs, newest first, with status, model, prompt and saved files."""
         return await _guard(lambda: app.list_jobs(search, limit, status))
 
-    @server.tool(annotations=ToolAnnotations(destructive_hint=True, open_world_hint=True))
-    async def cancel_job(job_id: JobId) -> CallToolResult:
+    async def cancel_job(job_id: JobId) -> Annotated[CallToolResult, CancelAnswer]:
         """Cancel a queued or running job at Fal (one already running may still finish)."""
         return await _guard(lambda: app.cancel(job_id))
 
+    return [
+        strict_tool(get_job, "Get a job", READ_ONLY),
+        strict_tool(list_jobs, "List jobs", READ_ONLY),
+        strict_tool(cancel_job, "Cancel a job", CANCELS),
+    ]
 
-def _lora_tools(server: MCPServer[Any], app: McpApp) -> None:
-    @server.tool(annotations=SPENDS)
+
+def _lora_tools(app: McpApp) -> list[StrictTool]:
     async def train_lora(
         source: Source,
         ctx: Ctx,
@@ -298,7 +303,7 @@ def _lora_tools(server: MCPServer[Any], app: McpApp) -> None:
         steps: TrainSteps = 1000,
         is_style: IsStyle = False,
         create_masks: CreateMasks = True,
-    ) -> CallToolResult:
+    ) -> Annotated[CallToolResult, JobAnswer]:
         """Train a Flux LoRA on the user's pictures (a few minutes; costs money). Answers with
         the job_id once submitted; get_job with it waits for the LoRA. Then use the LoRA's
         name in generate_image's loras, with its trigger word in the prompt."""
@@ -311,10 +316,21 @@ def _lora_tools(server: MCPServer[Any], app: McpApp) -> None:
         }
         return await _guard(lambda: app.train(source, options, _reporter(ctx)))
 
-    @server.tool(annotations=READ_ONLY)
-    async def list_loras() -> CallToolResult:
+    async def list_loras() -> Annotated[CallToolResult, LorasAnswer]:
         """The trained LoRAs in the user's library, with their trigger words."""
         return await _guard(lambda: app.loras())
+
+    return [
+        strict_tool(train_lora, "Train a LoRA", SPENDS, _training_overlay()),
+        strict_tool(list_loras, "List LoRAs", READ_ONLY),
+    ]
+
+
+def _training_overlay() -> dict[str, dict[str, Any]]:
+    from falkit.catalog import MODELS
+
+    training = [spec for spec in MODELS.values() if spec.kind == "training"]
+    return {"steps": catalog_property("steps", training)}
 
 
 def _version() -> str:
