@@ -162,3 +162,49 @@ async def _cancel(job_id: str, emulator: bool) -> str:
 
     async with open_service(emulator) as service:
         return await service.cancel_job(job_id)
+
+
+VERDICTS = ("found", "released", "waiting")
+
+
+@app.command("reconcile")
+def reconcile(json_out: bool = JSON_OPTION, emulator: bool = EMULATOR_OPTION) -> None:
+    """Settle `unknown` jobs with Fal's request history: reattach the ones that reached Fal,
+    send once the ones that never did; the rest stay unknown (run it again later)."""
+    done = run(lambda: _reconcile(emulator, quiet=json_out))
+    unsettled = [v for v, o in done if v.verdict == "waiting" or isinstance(o, Exception)]
+    if json_out:
+        print_json(
+            [{**(_outcome_json(o) if o is not None else {}), **_verdict_json(v)} for v, o in done]
+        )
+    else:
+        for _, outcome in done:
+            if isinstance(outcome, Exception):
+                stderr().print(f"[red]failed:[/] {outcome}")
+            for path in getattr(outcome, "paths", []):
+                sys.stdout.write(f"{path}\n")
+        counts = {name: sum(1 for v, _ in done if v.verdict == name) for name in VERDICTS}
+        stderr().print(
+            f"reconciled {len(done)} job(s): {counts['found']} found at Fal, "
+            f"{counts['released']} never arrived (sent once), {counts['waiting']} still unknown"
+        )
+    if unsettled:
+        raise typer.Exit(1)
+
+
+def _verdict_json(verdict: Any) -> dict[str, Any]:
+    return {
+        "job_id": verdict.job_id,
+        "verdict": verdict.verdict,
+        "request_id": verdict.request_id,
+        "message": verdict.message,
+    }
+
+
+async def _reconcile(emulator: bool, *, quiet: bool) -> list[Any]:
+    from falkit.cli.common import open_service
+    from falkit.cli.render import ProgressView
+
+    async with open_service(emulator) as service:
+        with ProgressView(stderr(), quiet=quiet) as view:
+            return await service.reconcile(on_progress=view)

@@ -7,9 +7,11 @@ the jobs, so the same command run again (or ``resume_batch(id)``) skips finished
 to submitted ones and submits only those never sent.
 
 A job caught "submitting" by a crash may or may not have reached Fal; such a job is marked
-``unknown`` and reported, never re-sent (a double charge is worse than a missing image;
-``falkit jobs retry ID`` sends it anew on purpose). Submits go out through the engine's few
-lanes, so a crash leaves at most that many such jobs.
+``unknown``, never re-sent blindly (a double charge is worse than a missing image). A rerun
+reconciles the batch's unknown jobs with Fal's request history first
+(:mod:`falkit.service.reconcile`): found ones are followed, ones that never arrived are sent
+once, the rest stay unknown and are reported. Submits go out through the engine's few lanes,
+so a crash leaves at most that many such jobs.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from falkit.service.batch_output import Row, place_images, write_html, write_man
 from falkit.service.batch_plan import BatchPlan, plan_batch, plan_from_spec
 from falkit.service.batch_run import BatchRun, OnUpdate
 from falkit.service.budget import Budget, check_limit
+from falkit.service.reconcile import settle_batch
 from falkit.service.checks import check_out_dir
 
 if TYPE_CHECKING:
@@ -209,6 +212,8 @@ async def run_plan(
         out_dir or (existing.out_dir if existing else None) or _default_folder(service, batch_id)
     )
     check_out_dir(folder)  # images of paid jobs must have somewhere to go: checked first
+    if existing:
+        await settle_batch(service, batch_id)  # unknown jobs found at Fal, or sent once
     latest = latest_jobs(await store.batch_jobs(batch_id)) if existing else {}
     check_budget(plan, latest, budget, retry_failed)
     await store.create_batch(

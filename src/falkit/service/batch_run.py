@@ -29,7 +29,7 @@ from falkit.errors import (
     TransportError,
 )
 from falkit.events import BatchProgressEvent
-from falkit.service.submitter import is_alive
+from falkit.service.reconcile import caught_submitting
 
 if TYPE_CHECKING:
     from falkit.service.budget import Budget
@@ -118,13 +118,9 @@ class BatchRun:
             self._pending.append(job)
 
     async def _caught_submitting(self, job: JobRecord) -> None:
-        if is_alive(job.submitter):
-            self._failed(job.id, f"being submitted by another process ({job.submitter})")
-            return
+        """Left to a live submitter, else unknown (reconciled on the next run)."""
         store = await self.service.store()
-        message = INTERRUPTED_HINT.format(job_id=job.id)
-        await store.fail_job(job.id, error=message, status="unknown")
-        self._failed(job.id, message)
+        self._failed(job.id, str(await caught_submitting(store, job)))
 
     # ---- submitting ----
 

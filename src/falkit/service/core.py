@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from falkit.service.engine import Emit, EngineOptions, Finish, JobEngine
     from falkit.service.handle import JobHandle
     from falkit.service.loras import LoraPlan
+    from falkit.service.reconcile import Reconciled
     from falkit.service.training import TrainingResult
     from falkit.store import JobRecord, JobStore, LoraRecord
 
@@ -522,6 +523,18 @@ class FalService:
         from falkit.service.jobs import resume
 
         return await resume(self, on_progress, kind=kind)
+
+    async def reconcile(
+        self, on_progress: ProgressCallback | None = None
+    ) -> list[tuple[Reconciled, Any]]:
+        """Settle ``unknown`` jobs with Fal's request history (falkit.service.reconcile):
+        found ones are followed to their end, ones that never arrived are submitted once.
+
+        Returns each job's verdict with its result, the error it ended with, or None.
+        """
+        from falkit.service.jobs import reconcile_jobs
+
+        return await reconcile_jobs(self, on_progress)
 
     # ---- LoRA library ----
 

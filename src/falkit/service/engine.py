@@ -58,8 +58,8 @@ Prepare = Callable[[Emit], Awaitable["JobRecord"]]
 Finish = Callable[["JobRecord", FalResponse, Emit], Awaitable[Any]]
 
 UNCERTAIN_HINT = (
-    "the submit may have reached Fal, so it was not sent again; "
-    "check your Fal dashboard, then `falkit jobs retry {job_id}` to submit it anew"
+    "the submit may have reached Fal, so it was not sent again; `falkit jobs reconcile` "
+    "looks it up in Fal's request history: reattached if it arrived, else sent once"
 )
 CANCEL_WORDS = ("cancelled", "canceled", "request_cancelled")
 

@@ -15,8 +15,8 @@ from falkit.errors import (
 )
 from falkit.events import CancelledEvent, CompletedEvent, FailedEvent, NoteEvent
 from falkit.request import PreparedJob
-from falkit.service.engine import UNCERTAIN_HINT
 from falkit.service.progress import ProgressCallback, emit
+from falkit.service.reconcile import MAX_JOBS, Reconciled, caught_submitting, reconcile
 from falkit.service.submitter import is_alive
 
 if TYPE_CHECKING:
@@ -83,7 +83,13 @@ async def retry_job(
     *,
     out_dir: Path | None = None,
 ) -> Any:
-    """A failed, cancelled or unknown image job sent again as a new job."""
+    """A failed or cancelled image job sent again as a new job.
+
+    An ``unknown`` job is reconciled first (Fal's request history): one that reached Fal is
+    reattached and one that never did is submitted itself, so neither is paid for twice. Only
+    one that stays unknown is sent as a new job, and is marked failed ("retried as …") so a
+    later reconcile does not send it as well.
+    """
     from falkit.service.core import follow
 
     old = await service.get_job(job_id)
@@ -95,10 +101,30 @@ async def retry_job(
         raise ValidationError.field(
             "job_id", f"job {old.id} is a {old.kind} job", "image jobs; train LoRAs anew"
         )
+    if old.status == "unknown":
+        settled = await _settled(service, old.id, on_progress)
+        if settled is not None:
+            engine = await service.engine()
+            handle = engine.attach(settled, service.image_finisher(out_dir))
+            return await follow(handle, on_progress)
     prepared = PreparedJob(old.model, old.endpoint_id, dict(old.arguments), old.estimated_cost)
     service.client()
     handle = await service.start_prepared(prepared, out_dir=out_dir)
+    if old.status == "unknown":
+        store = await service.store()
+        await store.fail_job(old.id, error=f"{old.error}; retried as job {handle.job_id}")
     return await follow(handle, on_progress)
+
+
+async def _settled(
+    service: FalService, job_id: str, on_progress: ProgressCallback | None
+) -> JobRecord | None:
+    """The unknown job's record once reconciling placed it (found or released), else None."""
+    for done in await reconcile(service):
+        if done.job_id == job_id:
+            await emit(on_progress, NoteEvent(job_id, done.message))
+            return done.record if done.verdict != "waiting" else None
+    return None
 
 
 async def resume(
@@ -107,28 +133,78 @@ async def resume(
     """Finish every unfinished job: reattach to submitted ones, submit only unsent ones.
 
     A job caught ``submitting`` is left alone while the process submitting it lives; one whose
-    submitter died is marked ``unknown`` (its POST may have reached Fal). A batch's unsent jobs
-    wait for `falkit batch resume`, which keeps the batch's budget.
+    submitter died is marked ``unknown``. Every ``unknown`` job is then reconciled with Fal's
+    request history (falkit.service.reconcile): found ones are reattached, ones that never
+    arrived are submitted once, the rest stay unknown (reported as SubmitUncertainError). A
+    batch's unsent jobs wait for `falkit batch resume`, which keeps the batch's budget.
     """
-    from falkit.service.core import follow
-
     store = await service.store()
-    jobs = await store.unfinished_jobs(kind=kind)
     service.client()
     engine = await service.engine()
     outcomes: list[Any] = []
+    for job in await store.unfinished_jobs(kind=kind):
+        if job.status == "submitting":
+            caught = await caught_submitting(store, job)
+            if isinstance(caught, SubmitInProgressError):
+                outcomes.append(caught)
+    outcomes += await _reconciled(service, on_progress, kind)
     handles: list[JobHandle] = []
     held: set[str] = set()
-    for job in jobs:
+    for job in await store.unfinished_jobs(kind=kind):
         if job.batch_id and job.request_id is None and job.status == "pending":
             held.add(job.batch_id)
-        elif job.status == "submitting":
-            outcomes.append(await _caught_submitting(service, job))
-        else:
+        elif job.status != "submitting":  # a live submitter's job is left to it
             handles.append(engine.attach(job, service.finisher(job.kind)))
     for batch_id in sorted(held):
         text = f"batch {batch_id} has unsent jobs: `falkit batch resume {batch_id}`"
         await emit(on_progress, NoteEvent("", text))
+    outcomes.extend(await follow_all(handles, on_progress))
+    return outcomes
+
+
+async def _reconciled(
+    service: FalService, on_progress: ProgressCallback | None, kind: str | None
+) -> list[FalkitError]:
+    """Reconcile unknown jobs, each told as a note; the ones that stay unknown as errors."""
+    left: list[FalkitError] = []
+    for done in await reconcile(service, kind=kind):
+        await emit(on_progress, NoteEvent(done.job_id, done.message))
+        if done.verdict == "waiting":
+            left.append(SubmitUncertainError(done.message))
+    return left
+
+
+async def reconcile_jobs(
+    service: FalService, on_progress: ProgressCallback | None
+) -> list[tuple[Reconciled, Any]]:
+    """`falkit jobs reconcile`: settle every ``unknown`` job (and every ``submitting`` one
+    whose submitter died), then follow the found ones to their end and submit, once, the ones
+    that never arrived (a batch's wait for `falkit batch resume`). Each job's verdict comes
+    with its result, the error it ended with, or None when nothing was run."""
+    store = await service.store()
+    service.client()
+    engine = await service.engine()
+    for job in await store.list_jobs(status="submitting", limit=MAX_JOBS):
+        await caught_submitting(store, job)
+    verdicts = await reconcile(service)
+    handles: list[JobHandle | None] = []
+    for done in verdicts:
+        await emit(on_progress, NoteEvent(done.job_id, done.message))
+        runs = done.verdict == "found" or (done.verdict == "released" and not done.record.batch_id)
+        handles.append(
+            engine.attach(done.record, service.finisher(done.record.kind)) if runs else None
+        )
+    results = await follow_all([h for h in handles if h is not None], on_progress)
+    ran = iter(results)
+    return [
+        (done, next(ran) if h is not None else None)
+        for done, h in zip(verdicts, handles, strict=True)
+    ]
+
+
+async def follow_all(handles: list[JobHandle], on_progress: ProgressCallback | None) -> list[Any]:
+    """Each job's result, or the FalkitError it ended with, in order."""
+    from falkit.service.core import follow
 
     async def one(handle: JobHandle) -> Any:
         try:
@@ -136,16 +212,4 @@ async def resume(
         except FalkitError as exc:
             return exc
 
-    outcomes.extend(await asyncio.gather(*(one(h) for h in handles)))
-    return outcomes
-
-
-async def _caught_submitting(service: FalService, job: JobRecord) -> FalkitError:
-    if is_alive(job.submitter):
-        return SubmitInProgressError(
-            f"job {job.id} is being submitted by a running process ({job.submitter}); left to it"
-        )
-    store = await service.store()
-    message = "interrupted while submitting; " + UNCERTAIN_HINT.format(job_id=job.id)
-    await store.fail_job(job.id, error=message, status="unknown")
-    return SubmitUncertainError(message)
+    return list(await asyncio.gather(*(one(h) for h in handles)))

@@ -257,3 +257,29 @@ def _image_record(values: dict[str, Any]) -> ImageRecord:
         nsfw=values["nsfw"],
         created_at=values["created_at"],
     )
+
+
+# ---- reconciling unknown jobs (falkit.service.reconcile) ----
+
+_RELEASE_UNKNOWN = (
+    update(jobs)
+    .where(_J.id == _id(), _J.status == "unknown", _J.request_id.is_(None))
+    .values(
+        status="pending",
+        submitter=None,
+        error=None,
+        error_type=None,
+        completed_at=None,
+        updated_at=_now(),
+    )
+    .returning(*jobs.c)
+)
+
+
+def release_unknown(conn: Connection, job_id: str, now: dt.datetime) -> JobRecord:
+    """unknown → pending (Fal's history shows the submit never arrived); else the stored job.
+
+    Only a job without a request id: one that got its id meanwhile is reattached instead.
+    """
+    row = conn.execute(_RELEASE_UNKNOWN, {"b_id": job_id, "b_now": now}).first()
+    return rows.job_record(row) if row is not None else _stored(conn, job_id)

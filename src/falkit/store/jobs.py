@@ -77,6 +77,14 @@ class JobStore(LibraryMixin):
         """
         return await self._write(job_ops.release_submitting, job_id, utcnow())
 
+    async def release_unknown(self, job_id: str) -> JobRecord:
+        """Send an ``unknown`` job back to ``pending``: Fal's request history shows its submit
+        never arrived (see falkit.service.reconcile), so it may be submitted once.
+
+        A job in any other state, or one that has a request id, is returned as stored.
+        """
+        return await self._write(job_ops.release_unknown, job_id, utcnow())
+
     async def set_submitted(
         self, job_id: str, *, request_id: str, status_url: str, response_url: str, cancel_url: str
     ) -> JobRecord:
