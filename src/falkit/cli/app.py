@@ -14,6 +14,7 @@ from falkit.cli import (
     lora_cmd,
     mcp_cmd,
     models_cmd,
+    serve_cmd,
 )
 from falkit.cli.common import State
 
@@ -40,6 +41,7 @@ emulator_cmd.register(app)
 lora_cmd.register(app)
 batch_cmd.register(app)
 mcp_cmd.register(app)
+serve_cmd.register(app)
 
 
 def main() -> None:

@@ -425,11 +425,11 @@ class JobEngine:
         if wake is None:
             return
         waiting = asyncio.ensure_future(wake.wait())
+        waiters: set[asyncio.Future[Any]] = {waiting, live.delivered}
         try:
             await asyncio.wait(
-                {waiting, live.delivered}, timeout=self.options.webhook_grace,
-                return_when=asyncio.FIRST_COMPLETED,
-            )  # fmt: skip
+                waiters, timeout=self.options.webhook_grace, return_when=asyncio.FIRST_COMPLETED
+            )
         finally:
             waiting.cancel()
             self._hooked.pop(live.job_id, None)
