@@ -114,7 +114,7 @@ def run_batch(
     if concurrency is not None:
         options["concurrency"] = concurrency
     if dry_run:
-        result = run(lambda: _dry_run(input_file, options))
+        result = run(lambda: _dry_run(input_file, options, emulator))
         _report_dry_run(result, json_out)
         return
     result = run(lambda: _run(emulator, json_out, lambda s, cb: s.generate_batch(
@@ -180,10 +180,10 @@ def register(app_: typer.Typer) -> None:
 # ---- running ----
 
 
-async def _dry_run(input_file: Path, options: dict[str, Any]) -> BatchResult:
-    from falkit.service import FalService
+async def _dry_run(input_file: Path, options: dict[str, Any], emulator: bool) -> BatchResult:
+    from falkit.cli.common import open_local_service
 
-    async with FalService() as service:
+    async with open_local_service(emulator) as service:  # the folder of the library it would use
         result: BatchResult = await service.generate_batch(input_file, dry_run=True, **options)
         return result
 

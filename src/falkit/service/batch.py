@@ -226,7 +226,7 @@ async def run_plan(
     async def placed(job: JobRecord, result: Any) -> None:
         record = getattr(result, "record", None) or await store.get_job(job.id)
         if record is not None:
-            await asyncio.to_thread(place_images, record, folder, width)
+            await asyncio.to_thread(place_images, record, folder, width, plan.varying)
 
     stats = service.client().stats
     before = stats.total
@@ -294,7 +294,7 @@ def _write_folder(
     rows = []
     for planned in plan.jobs:
         job = final[planned.index]
-        paths = place_images(job, folder, width) if job.status == "completed" else ()
+        paths = place_images(job, folder, width, plan.varying) if job.status == "completed" else ()
         rows.append(Row(planned.index, planned.request.line, plan.label(planned), job, paths))
     jsonl, csv_path = write_manifest(folder, rows)
     title = f"falkit batch {plan.batch_id}"

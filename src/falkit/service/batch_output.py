@@ -2,8 +2,9 @@
 
 ```
 <batch folder>/
-  images/0007-a-red-fox-s3.jpg     one file per output image, named by batch index, prompt, seed
-  thumbs/0007-a-red-fox-s3.jpg     its thumbnail (made as the job completes)
+  images/0007-g4.5-a-red-fox-s3.jpg  one file per output image, named by batch index, the swept
+                                   parameters that vary (model, size, guidance …), prompt, seed
+  thumbs/0007-g4.5-a-red-fox-s3.jpg  its thumbnail (made as the job completes)
   manifest.jsonl, manifest.csv     one row per job: input line, parameters, seed, paths, sha256,
                                    cost, status, error (paths relative to the folder)
   contact_sheet.png                thumbnails in a grid, labelled with the parameters that vary:
@@ -25,15 +26,15 @@ import csv
 import html
 import json
 import os
+import re
 import shutil
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 from urllib.parse import quote
 
-from falkit.service.downloads import slug
+from falkit.service.downloads import slug, temp_file
 
 if TYPE_CHECKING:
     from PIL import Image as PILImage
@@ -113,23 +114,65 @@ def _cell(value: Any) -> Any:
 # ---- images ----
 
 
-def image_name(job: JobRecord, image: ImageRecord, width: int) -> str:
-    """``0007-a-red-fox-s3.jpg`` (``-1``, ``-2`` … for a job's further images)."""
+def image_name(
+    job: JobRecord, image: ImageRecord, width: int, varying: tuple[str, ...] = ()
+) -> str:
+    """``0007-flux-dev-g4.5-a-red-fox-s3.jpg``: batch index, the parameters that vary across
+    the batch (``varying``: model, size, guidance, steps, LoRAs …), prompt and seed (``-1``,
+    ``-2`` … for a job's further images), so two jobs of a sweep never look alike."""
     index = job.batch_index if job.batch_index is not None else 0
     extra = f"-{image.index}" if image.index else ""
     seed = f"-s{job.seed}" if job.seed is not None else ""
+    swept = "".join(f"-{tag}" for tag in _swept_tags(job, varying))
     suffix = Path(image.local_path).suffix
-    return f"{index:0{width}d}-{slug(job.prompt or job.model, 32)}{seed}{extra}{suffix}"
+    stem = slug(job.prompt or job.model, 32)
+    return f"{index:0{width}d}{swept}-{stem}{seed}{extra}{suffix}"
 
 
-def place_images(job: JobRecord, folder: Path, width: int) -> tuple[str, ...]:
+_TAG_PREFIX = {"guidance_scale": "g", "num_inference_steps": "steps", "num_images": "n"}
+
+
+def _swept_tags(job: JobRecord, varying: tuple[str, ...]) -> list[str]:
+    """One short, file-name-safe tag per varying parameter (prompt and seed are named anyway)."""
+    fields = {"model": job.model, **job.arguments}
+    tags = []
+    for key in varying:
+        if key in ("prompt", "seed"):
+            continue
+        value = fields.get(key)
+        if key == "loras" and isinstance(value, list):
+            text = "+".join(_lora_tag(item) for item in value) or "nolora"
+        elif isinstance(value, dict) and {"width", "height"} <= set(value):
+            text = f"{value['width']}x{value['height']}"
+        elif isinstance(value, float):
+            text = f"{value:g}"
+        else:
+            text = "default" if value is None else str(value)
+        tags.append(_safe(_TAG_PREFIX.get(key, "") + text)[:24])
+    return tags
+
+
+def _lora_tag(item: Any) -> str:
+    if not isinstance(item, dict):
+        return "lora"
+    name = Path(str(item.get("path", "")).split("?")[0]).stem[:16] or "lora"
+    return f"{name}-{float(item.get('scale', 1.0)):g}"
+
+
+def _safe(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9.+]+", "-", text).strip("-.") or "x"
+
+
+def place_images(
+    job: JobRecord, folder: Path, width: int, varying: tuple[str, ...] = ()
+) -> tuple[str, ...]:
     """Copy a completed job's images into ``folder/images`` and make their thumbnails (each
     once); the images' paths relative to the folder."""
     target_dir = folder / "images"
     target_dir.mkdir(parents=True, exist_ok=True)
     out = []
     for image in job.images:
-        target = target_dir / image_name(job, image, width)
+        target = target_dir / image_name(job, image, width, varying)
         source = Path(image.local_path)
         if not target.exists() or target.stat().st_size != image.size_bytes:
             if not source.exists():
@@ -156,7 +199,7 @@ def _make_thumb(source: Path, target: Path) -> None:
         img.draft("RGB", (THUMB, THUMB))
         thumb = img.convert("RGB")
     thumb.thumbnail((THUMB - 8, THUMB - 8))
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".thumb-", suffix=".part")
+    fd, tmp = temp_file(target.parent, ".thumb-")
     os.close(fd)
     try:
         thumb.save(tmp, "JPEG", quality=85)
@@ -167,7 +210,7 @@ def _make_thumb(source: Path, target: Path) -> None:
 
 
 def _copy(source: Path, target: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".copy-", suffix=".part")
+    fd, tmp = temp_file(target.parent, ".copy-")
     os.close(fd)
     try:
         shutil.copyfile(source, tmp)
@@ -196,7 +239,7 @@ def write_manifest(folder: Path, rows: list[Row]) -> tuple[Path, Path]:
 @contextlib.contextmanager
 def _atomic(path: Path) -> Iterator[TextIO]:
     """A text file written to a temporary name and moved into place on success."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".write-", suffix=".part")
+    fd, tmp = temp_file(path.parent, ".write-")
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
             yield handle
@@ -390,7 +433,7 @@ def _write_sheet_page(
             row, path = cells[n]
             x, y = (n % columns) * THUMB, (n // columns - top) * cell_h
             _paste_cell(sheet, draw, (x, y), thumb_path(folder, path) if path else None, row, font)
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".write-", suffix=".png")
+        fd, tmp = temp_file(folder, ".write-", ".png")
         os.close(fd)
         try:
             sheet.save(tmp, "PNG", compress_level=1)

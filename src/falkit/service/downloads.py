@@ -16,6 +16,7 @@ import io
 import json
 import os
 import re
+import secrets
 import shutil
 import struct
 import tempfile
@@ -172,9 +173,25 @@ def read_metadata(path: Path) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
+def temp_file(folder: Path, prefix: str, suffix: str = ".part") -> tuple[int, str]:
+    """A new file in folder, open for writing: (descriptor, path).
+
+    Unlike tempfile.mkstemp (mode 0600), the file gets the user's usual mode, 0666 less the
+    umask, so images end up readable like the user's other files once moved into place.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    for _ in range(100):
+        name = folder / f"{prefix}{secrets.token_hex(8)}{suffix}"
+        try:
+            return os.open(name, flags, 0o666), str(name)
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary name in {folder}")
+
+
 def atomic_write(target: Path, data: bytes) -> None:
     """Write data to target through a synced temporary file and os.replace (never half-written)."""
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".write-", suffix=".part")
+    fd, tmp = temp_file(target.parent, ".write-")
     try:
         with os.fdopen(fd, "wb") as out:
             out.write(data)
@@ -225,7 +242,7 @@ def copy_out(path: Path, out_dir: Path) -> Path:
     """Also place a copy in a user's folder (atomically)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / path.name
-    fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=".copy-", suffix=".part")
+    fd, tmp = temp_file(out_dir, ".copy-")
     os.close(fd)
     try:
         shutil.copyfile(path, tmp)
