@@ -17,7 +17,7 @@ from falkit.emulator.app import create_app
 from falkit.emulator.config import EmulatorConfig, Stats
 from falkit.emulator.engine import Engine
 from falkit.emulator.faults import Fault, FaultSet
-from falkit.emulator.server import EmulatorServer, run_emulator, serve
+from falkit.emulator.server import EmulatorServer, Listening, run_emulator, serve
 
 __all__ = [
     "EmulatorConfig",
@@ -25,6 +25,7 @@ __all__ = [
     "Engine",
     "Fault",
     "FaultSet",
+    "Listening",
     "Stats",
     "create_app",
     "run_emulator",
