@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import hashlib
 import json
 import os
 import signal
@@ -16,6 +18,7 @@ from typing import Any
 
 import pytest
 from mcp import Client, ClientSession, StdioServerParameters, stdio_client
+from mcp.types import BlobResourceContents
 
 from tests.integration.helpers import emulator_env, falkit
 from tests.lora.helpers import make_folder, total_requests
@@ -79,6 +82,12 @@ async def test_stdio_server_end_to_end(emu: Any, isolated_env: Path, tmp_path: P
         over = await session.call_tool(
             "generate_image", {"prompt": "x", "model": "flux-pro", "num_images": 4}
         )
+        steps = await session.call_tool(
+            "generate_image", {"prompt": "x", "num_inference_steps": 50}
+        )
+        unknown = await session.call_tool("generate_image", {"prompt": "x", "guidance_scal": 4})
+        (uri,) = [view["resource_uri"] for view in data(first)["images"]]
+        (blob,) = (await session.read_resource(uri)).contents
     assert len(tools) == 8
     assert all(t.description for t in tools)
     assert_images(first)
@@ -91,6 +100,13 @@ async def test_stdio_server_end_to_end(emu: Any, isolated_env: Path, tmp_path: P
     assert_images(with_lora)
     assert over.is_error
     assert "refused before submitting" in text(over)
+    assert text(steps).startswith("invalid input: num_inference_steps: ")
+    assert text(steps).endswith("(allowed: 1 to 12 for flux-schnell)")
+    assert "\n" not in text(steps)
+    assert "guidance_scal: unknown argument; did you mean guidance_scale?" in text(unknown)
+    assert isinstance(blob, BlobResourceContents)
+    (path,) = assert_images(first)
+    assert hashlib.sha256(base64.b64decode(blob.blob)).digest() == _sha256(path)
     assert total_requests(emu) == before
     assert emu.stats.submits == 4
 
@@ -143,12 +159,24 @@ async def test_http_server_with_its_own_emulator(isolated_env: Path, tmp_path: P
         async with Client(f"http://127.0.0.1:{port}/mcp") as client:
             tools = (await client.list_tools()).tools
             result = await client.call_tool("generate_image", {"prompt": "a kite"})
+            (uri,) = [view["resource_uri"] for view in data(result)["images"]]
+            (blob,) = (await client.read_resource(uri)).contents
+            misspelled = await client.call_tool("estimate_cost", {"prompt": "x", "seeds": 4})
     finally:
         process.terminate()
         process.wait(timeout=10)
     assert {t.name for t in tools} >= {"generate_image", "get_job", "train_lora"}
     (path,) = assert_images(result)
     assert path.is_relative_to(isolated_env / "emulator")
+    assert isinstance(blob, BlobResourceContents)
+    assert blob.mime_type == "image/jpeg"
+    assert hashlib.sha256(base64.b64decode(blob.blob)).digest() == _sha256(path)
+    assert misspelled.is_error
+    assert text(misspelled).startswith("invalid input: seeds: unknown argument; did you mean seed?")
+
+
+def _sha256(path: Path) -> bytes:
+    return hashlib.sha256(path.read_bytes()).digest()
 
 
 def _wait_listening(port: int, process: subprocess.Popen[bytes]) -> None:

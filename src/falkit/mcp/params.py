@@ -22,7 +22,8 @@ from falkit.mcp.tooling import publish_schema
 from falkit.request import ALIASES, MAX_PROMPT_CHARS, ImageRequest
 from falkit.types import IMAGE_SIZE_PRESETS, MAX_SIDE, ImageSize
 
-ENDPOINT_PATTERN = r"^[A-Za-z0-9._~-]+(/[A-Za-z0-9._~-]+)+$"
+_SEGMENT = r"(?!\.+(?:/|$))[A-Za-z0-9._~-]+"  # no "." or ".." segments (see falkit.catalog)
+ENDPOINT_PATTERN = f"^{_SEGMENT}(?:/{_SEGMENT})+$"
 SIZE_PATTERN = r"^[1-9][0-9]{0,4}x[1-9][0-9]{0,4}$"
 #: Parameters whose schema the catalog describes (enums, bounds, defaults, which models).
 CATALOG_PARAMS = (

@@ -27,7 +27,7 @@ _MAX_MESSAGE = 200
 def describe(event: Event) -> tuple[float | None, str]:
     """Where an event puts the job on the 0-100 scale (None: no move) and what to say."""
     if isinstance(event, QueuedEvent):
-        ahead = "next in line" if event.position == 0 else f"{event.position} ahead of it"
+        ahead = "next in line" if event.position == 0 else f"{event.position} ahead"  # as the CLI
         return 5.0, f"queued at Fal ({ahead})"
     if isinstance(event, StartedEvent):
         return 10.0, "running"

@@ -78,7 +78,7 @@ class StrictTool(Tool):
 
     def _unknown(self, name: str, allowed: list[str]) -> FieldError:
         """ "unknown argument", with the closest allowed name when one is close."""
-        close = difflib.get_close_matches(name, [*allowed, *self.aliases], n=1, cutoff=0.6)
+        close = difflib.get_close_matches(name, [*allowed, *self.aliases], n=1, cutoff=0.7)
         hint = f"; did you mean {self.aliases.get(close[0], close[0])}?" if close else ""
         names = ", ".join(allowed)
         if self.aliases:
