@@ -2,14 +2,19 @@
 
 Every check runs here, before anything is uploaded: only jpg/jpeg/png/webp images that really
 decode (Pillow), optional same-named ``.txt`` captions, at least ``MIN_IMAGES`` images, and for a
-zip no member that could escape a folder (absolute paths, ``..``, symlinks). A zip is read in
-memory and never extracted. What is uploaded is a fresh, deterministic pack of exactly the files
-that were checked (sorted names, fixed timestamps), so the same photos always give the same bytes.
+zip no member that could escape a folder (absolute paths, ``..``, symlinks). A zip is never
+extracted: its members are decompressed a chunk at a time and counted, so a zip bomb is refused
+after a few megabytes (at most 2 GiB in all, at most 20 times the archive's size). In a
+folder only regular files are opened (FIFOs, devices, sockets, link loops are named, never read).
+What is uploaded is a fresh, deterministic pack of exactly the files that were checked (sorted
+names, fixed timestamps), so the same photos always give the same bytes.
 """
 
 from __future__ import annotations
 
+import errno
 import io
+import os
 import stat
 import zipfile
 from dataclasses import dataclass, field
@@ -21,6 +26,11 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 CAPTION_SUFFIX = ".txt"
 MIN_IMAGES = 4
 MAX_TOTAL_BYTES = 2 * 1024**3
+MAX_MEMBERS = 10_000
+MAX_RATIO = 20
+RATIO_SLACK = 1024**2
+CHUNK_BYTES = 1024**2
+NOT_USABLE = "not a jpg/jpeg/png/webp image or a .txt caption"
 PIL_FORMATS = frozenset({"JPEG", "MPO", "PNG", "WEBP"})  # MPO: multi-picture JPEGs from phones
 FIXED_TIME = (1980, 1, 1, 0, 0, 0)
 IGNORED_NAMES = frozenset({"thumbs.db", "desktop.ini"})
@@ -64,50 +74,195 @@ def problem(source: str, message: str) -> ValidationError:
     return ValidationError.field("source", f"{source}: {message}", ALLOWED)
 
 
+def load_path(path: Path, shown: str | None = None) -> Dataset:
+    """The dataset in a local folder or .zip, after ``stat`` says which (nothing else is opened:
+    a link loop, a FIFO or a device as the source is an error naming it)."""
+    text = shown or str(path)
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise problem(text, "is a symbolic link loop") from None
+        if isinstance(exc, FileNotFoundError | NotADirectoryError):
+            raise ValidationError.field(
+                "source", f"no such file or folder: {text}", ALLOWED
+            ) from None
+        raise problem(text, f"cannot be read ({exc.strerror or exc})") from None
+    if stat.S_ISDIR(mode):
+        return load_folder(path)
+    if not stat.S_ISREG(mode):
+        raise problem(text, f"is {special_kind(mode)}, not a folder or a .zip file")
+    if path.suffix.lower() != ".zip":
+        raise problem(text, "is not a folder or a .zip file")
+    return load_zip(path)
+
+
 def load_folder(folder: Path) -> Dataset:
-    """Read and check every file directly inside a folder (subfolders are an error)."""
+    """Read and check every file directly inside a folder (subfolders are an error).
+
+    Each entry is looked at with ``stat`` before it is opened: FIFOs, devices and sockets (a
+    read would block or never end), symbolic link loops and broken links are named and never
+    opened; files that are neither images nor captions are named without being read.
+    """
     entries: dict[str, bytes] = {}
     bad: list[str] = []
     try:
         paths = sorted(folder.iterdir())
     except OSError as exc:
         raise problem(str(folder), f"cannot be read ({exc.strerror or exc})") from None
+    total = 0
     for path in paths:
         if _ignored(path.name):
             continue
-        if path.is_dir():
-            bad.append(f"{path.name}/ (subfolders are not read; move its images up)")
+        trouble, info = _entry_problem(path)
+        if trouble is not None or info is None:
+            bad.append(trouble or path.name)
             continue
+        if not _wanted(path.name):
+            bad.append(f"{path.name} ({NOT_USABLE})")
+            continue
+        total += info.st_size
+        if total > MAX_TOTAL_BYTES:
+            raise problem(str(folder), f"holds more than {_gib(MAX_TOTAL_BYTES)} of images")
         try:
-            entries[path.name] = path.read_bytes()
+            entries[path.name] = _read_regular(path, info)
         except OSError as exc:
             bad.append(f"{path.name} (cannot be read: {exc.strerror or exc})")
     return check_entries(str(folder), entries, bad)
 
 
+def _entry_problem(path: Path) -> tuple[str | None, os.stat_result | None]:
+    """Why a folder entry cannot be a dataset file (or None), and its stat (links followed)."""
+    name = path.name
+    try:
+        info = path.stat()
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return f"{name} (a symbolic link loop)", None
+        if isinstance(exc, FileNotFoundError) and path.is_symlink():
+            return f"{name} (a broken symbolic link)", None
+        return f"{name} (cannot be read: {exc.strerror or exc})", None
+    if stat.S_ISDIR(info.st_mode):
+        return f"{name}/ (subfolders are not read; move its images up)", None
+    if not stat.S_ISREG(info.st_mode):
+        return f"{name} ({special_kind(info.st_mode)}, not a regular file)", None
+    return None, info
+
+
+def special_kind(mode: int) -> str:
+    """What a non-regular file is, in words."""
+    kinds = (
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    )
+    return next((word for test, word in kinds if test(mode)), "a special file")
+
+
+def _read_regular(path: Path, info: os.stat_result) -> bytes:
+    """The bytes of the regular file ``info`` describes; never blocks on a swapped-in FIFO.
+
+    Opened non-blocking and checked again on the open descriptor (the name could have been
+    replaced since ``stat``), and read no further than the size ``stat`` gave.
+    """
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
+    fd = os.open(path, flags)
+    with os.fdopen(fd, "rb") as handle:
+        now = os.fstat(handle.fileno())
+        if not stat.S_ISREG(now.st_mode) or (now.st_dev, now.st_ino) != (info.st_dev, info.st_ino):
+            raise OSError(errno.EINVAL, "it changed while being read")
+        return handle.read(info.st_size)
+
+
 def load_zip(path: Path) -> Dataset:
-    """Read and check a zip in memory; unsafe members are refused before anything is read."""
+    """Read and check a zip without extracting it, member by member, in chunks.
+
+    Unsafe members are refused before anything is read, and so is a member whose declared
+    sizes give it away as a bomb. Decompressed bytes are then counted as they come, against the
+    archive's real size on disk (headers can lie about a member's compressed size, the file
+    cannot): past MAX_RATIO times it, or past MAX_TOTAL_BYTES, reading stops with an error
+    naming the member.
+    """
     source = str(path)
     try:
         archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as exc:
+        meter = _Meter(source, path.stat().st_size)
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
         raise problem(source, f"not a readable zip archive ({exc})") from None
     with archive:
         infos = [i for i in archive.infolist() if not i.is_dir() and not _ignored(i.filename)]
+        if len(infos) > MAX_MEMBERS:
+            raise problem(source, f"holds {len(infos)} files; at most {MAX_MEMBERS} are read")
         unsafe = [f"{i.filename!r} ({why})" for i in infos if (why := unsafe_member(i))]
         if unsafe:
             raise problem(source, "unsafe archive members: " + ", ".join(unsafe))
-        total = sum(i.file_size for i in infos)
-        if total > MAX_TOTAL_BYTES:
-            raise problem(source, f"unpacks to {total / 1024**3:.1f} GiB; the limit is 2 GiB")
-        entries: dict[str, bytes] = {}
-        bad: list[str] = []
-        for info in infos:
-            try:
-                entries[info.filename] = archive.read(info)
-            except (zipfile.BadZipFile, OSError, RuntimeError, NotImplementedError) as exc:
-                bad.append(f"{info.filename} (cannot be read: {exc})")
+        declared = sum(i.file_size for i in infos)
+        if declared > MAX_TOTAL_BYTES:
+            raise problem(source, f"unpacks to {_gib(declared)}; the limit is 2 GiB")
+        entries, bad = _read_members(archive, infos, meter)
     return check_entries(source, entries, bad)
+
+
+@dataclass
+class _Meter:
+    """Decompressed bytes so far, against the limits: a ratio to the archive and a total."""
+
+    source: str
+    archive_bytes: int
+    total: int = 0
+
+    def check_declared(self, info: zipfile.ZipInfo) -> None:
+        if info.file_size > MAX_RATIO * info.compress_size + RATIO_SLACK:
+            raise self._bomb(info.filename, "its compressed size")
+
+    def add(self, name: str, count: int) -> None:
+        self.total += count
+        if self.total > MAX_RATIO * self.archive_bytes + RATIO_SLACK:
+            raise self._bomb(name, "the archive's size")
+        if self.total > MAX_TOTAL_BYTES:
+            raise problem(self.source, f"unpacks to more than {_gib(MAX_TOTAL_BYTES)} at {name}")
+
+    def _bomb(self, name: str, what: str) -> ValidationError:
+        message = f"{name} unpacks to more than {MAX_RATIO} times {what} (a zip bomb?)"
+        return problem(self.source, message)
+
+
+def _read_members(
+    archive: zipfile.ZipFile, infos: list[zipfile.ZipInfo], meter: _Meter
+) -> tuple[dict[str, bytes], list[str]]:
+    entries: dict[str, bytes] = {}
+    bad: list[str] = []
+    for info in infos:
+        if not _wanted(info.filename):
+            bad.append(f"{info.filename} ({NOT_USABLE})")
+            continue
+        meter.check_declared(info)
+        try:
+            entries[info.filename] = _read_member(archive, info, meter)
+        except (zipfile.BadZipFile, OSError, RuntimeError, NotImplementedError, EOFError) as exc:
+            bad.append(f"{info.filename} (cannot be read: {exc})")
+    return entries, bad
+
+
+def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, meter: _Meter) -> bytes:
+    """One member's bytes, decompressed a chunk at a time and metered as they come."""
+    chunks: list[bytes] = []
+    with archive.open(info) as member:
+        while chunk := member.read(CHUNK_BYTES):
+            meter.add(info.filename, len(chunk))
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _wanted(name: str) -> bool:
+    """Whether a file is read at all: images and captions are; anything else is only named."""
+    suffix = PurePosixPath(name).suffix.lower()
+    return suffix in IMAGE_SUFFIXES or suffix == CAPTION_SUFFIX
+
+
+def _gib(size: int) -> str:
+    return f"{size / 1024**3:.1f} GiB"
 
 
 def unsafe_member(info: zipfile.ZipInfo) -> str | None:
@@ -144,7 +299,7 @@ def check_entries(source: str, entries: dict[str, bytes], bad: list[str]) -> Dat
             except UnicodeDecodeError:
                 bad.append(f"{name} (a caption must be UTF-8 text)")
         else:
-            bad.append(f"{name} (not a jpg/jpeg/png/webp image or a .txt caption)")
+            bad.append(f"{name} ({NOT_USABLE})")
     stems = {_stem(n) for n in images}
     bad.extend(
         f"{stem}.txt (a caption with no image of the same name)"

@@ -24,7 +24,7 @@ from falkit.catalog import MODELS, TrainingOutput
 from falkit.errors import DownloadError, JobFailedError, ValidationError
 from falkit.events import DownloadingEvent, NoteEvent
 from falkit.request import PreparedJob
-from falkit.service.dataset import ALLOWED, Dataset, load_folder, load_zip, problem
+from falkit.service.dataset import Dataset, load_path, problem
 from falkit.service.downloads import atomic_write
 from falkit.service.generate import recorded_cost
 from falkit.service.loras import check_name, name_from, safetensors_header
@@ -122,14 +122,7 @@ def load_source(text: str) -> Dataset:
     """The dataset behind a local folder or zip path."""
     if not text:
         raise problem("source", "no folder, zip or URL given")
-    path = Path(text).expanduser()
-    if path.is_dir():
-        return load_folder(path)
-    if path.is_file():
-        if path.suffix.lower() != ".zip":
-            raise problem(text, "is not a folder or a .zip file")
-        return load_zip(path)
-    raise ValidationError.field("source", f"no such file or folder: {text}", ALLOWED)
+    return load_path(Path(text).expanduser(), text)
 
 
 def _is_url(text: str) -> bool:
