@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import ssl
 import stat
 import subprocess
@@ -151,3 +152,27 @@ def test_each_job_submitted_once_and_stops_cleanly(
     assert child.stop() == 0
     assert "Traceback" not in child.stderr()
     assert "GET /" not in child.stderr()  # no access log unless asked
+
+
+def test_a_busy_role_port_is_named_with_the_fix(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        taken = busy.getsockname()[1]
+        with socket.socket() as probe:  # the main port, just below, must be free
+            if probe.connect_ex(("127.0.0.1", taken - 1)) == 0:
+                pytest.skip(f"port {taken - 1} is in use")
+        child = EmulatorChild(
+            "--tls", "--env", "--port", str(taken - 2),
+            env=clean_env(FALKIT_HOME=str(tmp_path)), stderr_path=tmp_path / "stderr.txt",
+        )  # fmt: skip
+        try:
+            code = child.process.wait(timeout=DEADLINE)
+        finally:
+            child.force()
+    assert code == 1
+    err = child.stderr()
+    assert child.stdout == []
+    assert "Traceback" not in err
+    assert f"cannot listen on 127.0.0.1:{taken}" in err or f"127.0.0.1:{taken - 2}" in err
+    assert "pick another --port" in err

@@ -197,5 +197,6 @@ def test_help_lists_the_new_options() -> None:
         env={**os.environ, "COLUMNS": "200"},
         check=True,
     ).stdout
-    for option in ("--env", "--access-log", "--training-seconds", "--latency", "--concurrency"):
+    options = ("--env", "--access-log", "--training-seconds", "--latency", "--concurrency")
+    for option in (*options, "--tls", "--data"):
         assert option in out
