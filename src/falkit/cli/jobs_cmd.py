@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from falkit.cli.common import EMULATOR_OPTION, JSON_OPTION, print_json, run, stderr
+from falkit.cli.help import JOB_REF, JOB_STATUSES, examples, one_of
 from falkit.limits import MAX_LIST_LIMIT
-from falkit.views import job_json
 
 if TYPE_CHECKING:
     from falkit.store import JobRecord
@@ -17,64 +17,54 @@ if TYPE_CHECKING:
 app = typer.Typer(help="List, show, resume and cancel jobs.", no_args_is_help=True)
 
 
-@app.command("list")
+@app.command(
+    "list",
+    epilog=examples(
+        "falkit jobs list",
+        "falkit jobs list | grep fox          (piped: tab-separated, full values, no header)",
+        "falkit jobs list --status failed --since 2d",
+        "falkit jobs list --model flux-dev --search lighthouse --json",
+    ),
+)
 def list_jobs(
     search: str | None = typer.Option(None, "--search", help="Match prompt, model or id."),
+    status: str | None = typer.Option(
+        None, "--status", help=f"Only jobs in this state: {one_of(JOB_STATUSES)}."
+    ),
+    model: str | None = typer.Option(
+        None, "--model", "-m", help="Only jobs of this model (name or fal-ai/... id)."
+    ),
+    since: str | None = typer.Option(
+        None, "--since", help="Only jobs created since 30m, 2h, 3d, 1w, today or a date."
+    ),
     limit: int = typer.Option(
         20, "--limit", min=1, max=MAX_LIST_LIMIT, help="How many, newest first (at most 10000)."
     ),
     json_out: bool = JSON_OPTION,
     emulator: bool = EMULATOR_OPTION,
 ) -> None:
-    """Recent jobs, newest first."""
-    jobs = run(lambda: _list(search, limit, emulator))
-    if json_out:
-        print_json([job_json(j) for j in jobs])
-        return
-    from rich.console import Console
-    from rich.table import Table
+    """Recent jobs, newest first: id, status, model, created, cost, prompt.
 
-    table = Table()
-    for title in ("id", "status", "model", "created", "cost"):
-        table.add_column(title, no_wrap=True)
-    table.add_column("prompt", ratio=1)
-    for job in jobs:
-        cost = job.cost_usd if job.cost_usd is not None else job.estimated_cost
-        table.add_row(
-            job.id,
-            job.status,
-            job.model,
-            f"{job.created_at:%m-%d %H:%M}",
-            "" if cost is None else f"${cost:.4f}",
-            (job.prompt or "")[:50],
-        )
-    Console().print(table)
+    In a terminal, a table whose columns wrap, with each id cut to its shortest unique prefix
+    (usable wherever a job id is taken); in a pipe, tab-separated lines with full values."""
+    from falkit.cli.jobs_view import JobFilter, fetch_jobs, print_jobs
+    from falkit.cli.table import is_terminal
+
+    chosen = JobFilter(search, status, model, since, limit)
+    listing = run(lambda: fetch_jobs(chosen, emulator, short_ids=is_terminal() and not json_out))
+    print_jobs(listing, json_out)
 
 
-async def _list(search: str | None, limit: int, emulator: bool) -> list[JobRecord]:
-    from falkit.cli.common import open_local_service
-
-    async with open_local_service(emulator) as service:
-        return await service.list_jobs(search=search, limit=limit)
-
-
-@app.command("show")
+@app.command("show", epilog=examples("falkit jobs show last", "falkit jobs show j_01jd5x3k --json"))
 def show(
-    job_id: str = typer.Argument(..., help="Job id (or prefix, or Fal request id)."),
+    job_id: str = typer.Argument(..., help=JOB_REF),
     json_out: bool = JSON_OPTION,
     emulator: bool = EMULATOR_OPTION,
 ) -> None:
-    """Everything recorded about one job."""
-    job = run(lambda: _show(job_id, emulator))
-    data = job_json(job)
-    if json_out:
-        print_json(data)
-        return
-    for key, value in data.items():
-        if key != "images":
-            sys.stdout.write(f"{key}: {value}\n")
-    for img in data["images"]:
-        sys.stdout.write(f"image: {img['path']} ({img['width']}x{img['height']})\n")
+    """Everything recorded about one job: status, prompt, parameters, cost, images."""
+    from falkit.cli.jobs_view import print_job
+
+    print_job(run(lambda: _show(job_id, emulator)), json_out)
 
 
 async def _show(job_id: str, emulator: bool) -> JobRecord:
@@ -84,7 +74,7 @@ async def _show(job_id: str, emulator: bool) -> JobRecord:
         return await service.get_job(job_id)
 
 
-@app.command("resume")
+@app.command("resume", epilog=examples("falkit jobs resume", "falkit jobs resume --json"))
 def resume(json_out: bool = JSON_OPTION, emulator: bool = EMULATOR_OPTION) -> None:
     """Finish interrupted jobs: reattach to submitted ones, never submit one twice."""
     outcomes = run(lambda: _resume(emulator, quiet=json_out))
@@ -119,9 +109,9 @@ async def _resume(emulator: bool, *, quiet: bool) -> list[Any]:
             return await service.resume(on_progress=view)
 
 
-@app.command("retry")
+@app.command("retry", epilog=examples("falkit jobs retry last", "falkit jobs retry j_01jd5x3k"))
 def retry(
-    job_id: str = typer.Argument(..., help="A failed, cancelled or unknown job."),
+    job_id: str = typer.Argument(..., help="A failed, cancelled or unknown job. " + JOB_REF),
     json_out: bool = JSON_OPTION,
     emulator: bool = EMULATOR_OPTION,
 ) -> None:
@@ -143,31 +133,24 @@ async def _retry(job_id: str, emulator: bool, *, quiet: bool) -> Any:
             return await service.retry_job(job_id, on_progress=view)
 
 
-@app.command("cancel")
+@app.command("cancel", epilog=examples("falkit jobs cancel last", "falkit jobs cancel j_01jd5x3k"))
 def cancel(
-    job_id: str = typer.Argument(..., help="Job id to cancel."),
+    job_id: str = typer.Argument(..., help=JOB_REF),
     json_out: bool = JSON_OPTION,
     emulator: bool = EMULATOR_OPTION,
 ) -> None:
-    """Cancel a queued or running job at Fal."""
-    outcome = run(lambda: _cancel(job_id, emulator))
-    if json_out:
-        print_json({"job_id": job_id, "outcome": outcome})
-    else:
-        sys.stdout.write(f"{outcome}\n")
+    """Cancel a queued or running job at Fal (`--json` gives Fal's own outcome code)."""
+    from falkit.cli.jobs_view import cancel as cancel_job
+    from falkit.cli.jobs_view import print_cancel
 
-
-async def _cancel(job_id: str, emulator: bool) -> str:
-    from falkit.cli.common import open_service
-
-    async with open_service(emulator) as service:
-        return await service.cancel_job(job_id)
+    found, outcome = run(lambda: cancel_job(job_id, emulator))
+    print_cancel(found, outcome, json_out)
 
 
 VERDICTS = ("found", "released", "waiting")
 
 
-@app.command("reconcile")
+@app.command("reconcile", epilog=examples("falkit jobs reconcile", "falkit jobs reconcile --json"))
 def reconcile(json_out: bool = JSON_OPTION, emulator: bool = EMULATOR_OPTION) -> None:
     """Settle `unknown` jobs with Fal's request history: reattach the ones that reached Fal,
     send once the ones that never did; the rest stay unknown (run it again later)."""

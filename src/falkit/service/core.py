@@ -463,8 +463,14 @@ class FalService:
         raise FalkitError(f"no handler for jobs of kind {kind!r}")
 
     async def get_job(self, job_id: str) -> JobRecord:
-        """A job by id, id prefix or Fal request id (LookupFailedError if there is none)."""
+        """A job by id, unique id prefix, Fal request id, or ``last`` (the newest job);
+        LookupFailedError if there is none."""
         store = await self.store()
+        if job_id.strip().lower() == "last":
+            newest = await store.list_jobs(limit=1)
+            if not newest:
+                raise LookupFailedError("no jobs in the library yet; try `falkit generate`")
+            return newest[0]
         job = await store.get_job(job_id)
         if job is None:
             raise LookupFailedError(f"no job {job_id!r} in the library; see `falkit jobs list`")

@@ -24,14 +24,38 @@ def find_job(conn: Connection, ref: str) -> JobRecord | None:
     exact = select(jobs).where(or_(_J.id == ref, _J.request_id == ref)).limit(1)
     row = conn.execute(exact).first()
     if row is None:
-        like = select(jobs).where(_J.id.startswith(ref, autoescape=True)).limit(2)
-        found = list(conn.execute(like))
+        like = select(jobs).where(_J.id.startswith(ref, autoescape=True)).limit(_SHOWN + 1)
+        found = list(conn.execute(like.order_by(_J.id.desc())))
         if len(found) > 1:
+            names = ", ".join(row.id for row in found[:_SHOWN])
+            more = ", …" if len(found) > _SHOWN else ""
             raise ValidationError.field(
-                "job_id", f"{ref!r} matches several jobs", "more characters of the id"
+                "job_id", f"{ref!r} matches several jobs: {names}{more}", "a longer prefix"
             )
         row = found[0] if found else None
     return rows.one_job(conn, row) if row is not None else None
+
+
+_SHOWN = 5  # candidates named when a prefix is ambiguous
+
+
+def id_prefixes(conn: Connection, ids: list[str], minimum: int) -> dict[str, str]:
+    """The shortest prefix (at least ``minimum`` characters) that names each job alone."""
+    out = {}
+    for job_id in ids:
+        below = select(_J.id).where(_J.id < job_id).order_by(_J.id.desc()).limit(1)
+        above = select(_J.id).where(_J.id > job_id).order_by(_J.id.asc()).limit(1)
+        shared = max(_shared(job_id, conn.execute(q).scalar()) for q in (below, above))
+        out[job_id] = job_id[: max(minimum, shared + 1)]
+    return out
+
+
+def _shared(a: str, b: str | None) -> int:
+    if b is None:
+        return 0
+    return next(
+        (i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b))
+    )
 
 
 def list_jobs(conn: Connection, query: Select[Any]) -> list[JobRecord]:

@@ -171,6 +171,11 @@ class JobStore(LibraryMixin):
             return None
         return await self._read(job_reads.find_job, ref)
 
+    async def id_prefixes(self, ids: list[str], minimum: int = 10) -> dict[str, str]:
+        """For each job id, its shortest prefix (``minimum`` characters or more) that no other
+        job shares: what a listing shows so a short reference is visible."""
+        return await self._read(job_reads.id_prefixes, list(ids), minimum)
+
     async def list_jobs(
         self,
         *,
