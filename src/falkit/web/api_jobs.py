@@ -15,7 +15,7 @@ from falkit.store.records import JobStatus
 from falkit.web.errors import responses
 from falkit.web.security import Authorized
 from falkit.web.state import WebState, web_state
-from falkit.web.views import JobOut, job_view
+from falkit.web.views import JobOut, job_view, preparing_view
 
 if TYPE_CHECKING:
     from falkit.service import FalService
@@ -80,8 +80,11 @@ async def list_jobs(
 @router.get("/jobs/{job_id}", response_model=JobOut, responses=responses(401, 403, 404, 422))
 async def get_job(job_id: JobId, request: Request, state: State) -> JobOut:
     """One job; completed, it has the keys of `falkit generate --json`."""
+    handle = await running_handle(state.service, job_id)
+    if handle is not None and handle.record is None:  # uploads under way: not journaled yet
+        return JobOut.model_validate(preparing_view(request, handle))
     record = await state.service.get_job(job_id)
-    handle = await running_handle(state.service, record.id)
+    handle = handle or await running_handle(state.service, record.id)
     if handle is not None and handle.record is not None and not handle.done:
         record = handle.record if handle.record.updated_at >= record.updated_at else record
     return JobOut.model_validate(job_view(request, state.images_root, record, handle))
@@ -95,6 +98,11 @@ async def get_job(job_id: JobId, request: Request, state: State) -> JobOut:
 async def cancel_job(job_id: JobId, request: Request, state: State) -> CancelOut:
     """Cancel a job (at Fal if it was sent); a job already ended answers ALREADY_<STATUS>."""
     service = state.service
+    handle = await running_handle(service, job_id)
+    if handle is not None and handle.record is None:  # still preparing: never sent
+        outcome = await handle.cancel()
+        view = preparing_view(request, handle)
+        return CancelOut(job_id=handle.job_id, outcome=outcome, job=JobOut.model_validate(view))
     record = await service.get_job(job_id)
     outcome = await service.cancel_job(record.id)
     handle = await running_handle(service, record.id)

@@ -70,6 +70,10 @@ async def stream_handle(state: WebState, job_id: str) -> JobHandle:
     A job never sent and not running here is not submitted by a read: 404 says so.
     """
     service = state.service
+    if service.enabled:  # a job being prepared is not in the journal yet
+        live = (await service.engine()).get(job_id)
+        if live is not None:
+            return live
     record = await service.get_job(job_id)
     if service.enabled:
         engine = await service.engine()

@@ -50,15 +50,15 @@ class JobOut(BaseModel):
     status: str = Field(description="The journal's status: pending … completed, failed")
     state: str = Field(description="Live state: queued, running, downloading, … or status")
     position: int | None = Field(None, description="Place in Fal's queue while queued")
-    model: str
-    endpoint_id: str
+    model: str | None = Field(description="None only while the job is being prepared")
+    endpoint_id: str | None
     request_id: str | None
     prompt: str | None
     seed: int | None
     estimated_cost_usd: float | None
     cost_usd: float | None
     error: str | None
-    created_at: str
+    created_at: str | None = Field(description="None only while the job is being prepared")
     completed_at: str | None
     arguments: dict[str, Any]
     images: list[ImageOut]
@@ -109,6 +109,17 @@ def job_view(
     data["position"] = handle.position if live and handle is not None else None
     data["links"] = job_links(request, record.id)
     return data
+
+
+def preparing_view(request: Request, handle: JobHandle) -> dict[str, Any]:
+    """A job not journaled yet (its uploads are under way): what the engine knows."""
+    none = ("model", "endpoint_id", "request_id", "prompt", "seed", "estimated_cost_usd",
+            "cost_usd", "error", "created_at", "completed_at", "position")  # fmt: skip
+    return {
+        **dict.fromkeys(none), "job_id": handle.job_id, "kind": handle.kind, "status": "pending",
+        "state": handle.state, "arguments": {}, "images": [], "timings": {},
+        "links": job_links(request, handle.job_id),
+    }  # fmt: skip
 
 
 class EventCache:
