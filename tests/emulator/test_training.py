@@ -128,17 +128,31 @@ async def test_archive_as_data_uri(make_client: ClientFactory) -> None:
     assert result.status_code == 200
 
 
-async def test_archive_from_another_loopback_server(
-    make_client: ClientFactory, emu: EmulatorServer
+async def test_archive_on_another_loopback_server_is_not_fetched(
+    client: httpx.AsyncClient, emu: EmulatorServer
 ) -> None:
+    """Only the emulator's own files and data URIs: another server (here a second emulator on
+    loopback, holding a good archive) is never asked, and its answer is never reported."""
     async with httpx.AsyncClient(
         base_url=emu.base_url, headers={"Authorization": "Key k:s"}
     ) as other:
         url = await _upload(other, make_zip(4))
-    assert url.startswith(emu.base_url)
-    client = await make_client(training_seconds=0.05)
-    result = await generate(client, TRAIN, {"images_data_url": url, "steps": 10})
+    emu.stats.reset()
+    item = await _train_error(client, url)
+    assert item["type"] == "file_download_error"
+    assert "not a file stored on this emulator" in item["msg"]
+    assert emu.stats.requests["file"] == 0
+
+
+async def test_own_files_are_read_under_a_loopback_spelling(emu: EmulatorServer) -> None:
+    async with httpx.AsyncClient(
+        base_url=emu.base_url, headers={"Authorization": "Key k:s"}
+    ) as own:
+        url = (await _upload(own, make_zip(4))).replace("127.0.0.1", "localhost")
+        emu.config.training_seconds = 0.05
+        result = await generate(own, TRAIN, {"images_data_url": url, "steps": 10})
     assert result.status_code == 200, result.text
+    assert emu.stats.requests["file"] == 0  # read from the store, not fetched over HTTP
 
 
 async def test_flux_lora_with_trained_weights(make_client: ClientFactory) -> None:

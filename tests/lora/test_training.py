@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import http.server
-import threading
-from collections.abc import Iterator
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -77,33 +73,17 @@ async def test_train_from_zip_with_captions_needs_no_trigger_word(
     assert "trigger_word" not in job.arguments
 
 
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        """No access log on stderr."""
-
-
-@pytest.fixture
-def loopback_dir(tmp_path: Path) -> Iterator[tuple[Path, str]]:
-    """A plain HTTP server on loopback serving a folder (the emulator fetches such URLs)."""
-    folder = tmp_path / "served"
-    folder.mkdir()
-    handler = partial(_QuietHandler, directory=str(folder))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield folder, f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+async def _stored_on_emulator(service: FalService, data: bytes) -> str:
+    """A URL of the emulator's own storage holding ``data`` (what the emulator may read)."""
+    return await service.client().upload(data, "application/zip", "set.zip")
 
 
 async def test_train_from_url_sends_it_unchanged(
-    service: FalService, emu: Any, loopback_dir: tuple[Path, str]
+    service: FalService, emu: Any, tmp_path: Path
 ) -> None:
-    folder, base = loopback_dir
-    make_zip(folder / "set.zip", {f"{i}.jpg": image_bytes(i) for i in range(4)})
-    url = f"{base}/set.zip"
+    archive = make_zip(tmp_path / "set.zip", {f"{i}.jpg": image_bytes(i) for i in range(4)})
+    url = await _stored_on_emulator(service, archive.read_bytes())
+    emu.stats.reset()
     result = await service.train_lora(url, trigger_word="zq style", steps=5)
     await _check_registered(service, result, "zq-style")  # default name: the trigger word
     job = await service.get_job(result.job_id)
@@ -178,12 +158,10 @@ async def test_dataset_note_is_reported_before_the_job(
     assert first.to_json()["type"] == "note"
 
 
-async def test_failed_training_registers_nothing(
-    service: FalService, emu: Any, loopback_dir: tuple[Path, str]
-) -> None:
-    _, base = loopback_dir
-    with pytest.raises(JobFailedError, match="Failed to download the file: HTTP 404"):
-        await service.train_lora(f"{base}/missing.zip", trigger_word="TOK", steps=5)
+async def test_failed_training_registers_nothing(service: FalService, emu: Any) -> None:
+    missing = f"{emu.base_url}/cdn/files/missing.zip"
+    with pytest.raises(JobFailedError, match="Failed to download the file: not a file stored"):
+        await service.train_lora(missing, trigger_word="TOK", steps=5)
     assert await service.list_loras() == []
     [job] = await service.list_jobs()
     assert job.status == "failed"

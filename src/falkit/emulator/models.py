@@ -176,8 +176,19 @@ class RunContext:
     """Images are one cached placeholder per size and format, details in metadata."""
 
     def points_here(self, url: str) -> bool:
+        """Whether ``url`` names this emulator: one of its hosts, or a loopback spelling of one
+        (``localhost:8765`` for ``127.0.0.1:8765``); never another server on the machine."""
         parts = urlsplit(url)
-        return parts.netloc in self.hosts or parts.hostname in training.LOOPBACK
+        if parts.netloc in self.hosts:
+            return True
+        if parts.hostname not in training.LOOPBACK:
+            return False
+        try:
+            port = parts.port
+        except ValueError:
+            return False
+        own = (urlsplit(f"//{host}") for host in self.hosts)
+        return any(p.hostname in training.LOOPBACK and p.port == port for p in own)
 
     def local_bytes(self, url: str) -> bytes | None:
         if not self.points_here(url):
@@ -260,7 +271,7 @@ def billable_units(endpoint: Endpoint, width: int, height: int, count: int) -> f
 async def _train(ctx: RunContext, params: dict[str, Any]) -> Outcome:
     url = str(params["images_data_url"])
     try:
-        archive = await training.fetch_archive(url, ctx.local_bytes)
+        archive = training.fetch_archive(url, ctx.local_bytes)
         images = training.check_archive(url, archive)
     except training.ArchiveError as exc:
         return invalid([exc.detail])

@@ -1,9 +1,11 @@
 """LoRA training, emulated: fetch and check the image archive, then write small real outputs.
 
-The archive is read from the emulator's own store, a ``data:`` URI or a loopback http(s) URL
-(the emulator is offline). Checks follow Fal's 422 error types ``invalid_archive`` and
-``archive_file_count_below_minimum``. The weights are a valid, tiny ``.safetensors`` file:
-8-byte little-endian header length, a JSON header (dtype, shape, data_offsets), raw tensors.
+The archive is read from the emulator's own store or a ``data:`` URI, and from nowhere else:
+a URL a chat model passes to ``train_lora`` must not make the emulator fetch it (a loopback
+service, a cloud metadata address), nor learn what such a server answered. Checks follow Fal's
+422 error types ``invalid_archive`` and ``archive_file_count_below_minimum``. The weights are a
+valid, tiny ``.safetensors`` file: 8-byte little-endian header length, a JSON header (dtype,
+shape, data_offsets), raw tensors.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ import struct
 import zipfile
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlsplit
 
 MIN_IMAGES = 4
 IMAGE_EXTENSIONS = [".jpg", ".jpeg", ".png", ".webp"]
@@ -52,8 +53,12 @@ def download_error(url: str, why: str, loc: list[Any] | None = None) -> dict[str
     return item
 
 
-async def fetch_archive(url: str, local: Callable[[str], bytes | None]) -> bytes:
-    """The archive's bytes: from ``local`` (the emulator's store), a data URI or loopback HTTP."""
+def fetch_archive(url: str, local: Callable[[str], bytes | None]) -> bytes:
+    """The archive's bytes: a file the emulator stores (``local``) or a ``data:`` URI.
+
+    Nothing is fetched over the network, whatever the URL: the answer for any other URL is the
+    same download error, so it says nothing about what lives at that address.
+    """
     if url.startswith("data:"):
         try:
             return base64.b64decode(url.split(",", 1)[1], validate=False)
@@ -62,20 +67,11 @@ async def fetch_archive(url: str, local: Callable[[str], bytes | None]) -> bytes
     data = local(url)
     if data is not None:
         return data
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or parts.hostname not in LOOPBACK:
-        why = "the emulator is offline; use a URL it served, a loopback URL or a data URI"
-        raise ArchiveError(download_error(url, why))
-    import httpx
-
-    try:
-        async with httpx.AsyncClient(timeout=30.0) as client:
-            response = await client.get(url)
-    except httpx.HTTPError as exc:
-        raise ArchiveError(download_error(url, str(exc) or type(exc).__name__)) from None
-    if not response.is_success:
-        raise ArchiveError(download_error(url, f"HTTP {response.status_code}"))
-    return response.content
+    why = (
+        "not a file stored on this emulator; it reads only its own storage URLs and data: "
+        "URIs (upload the archive first)"
+    )
+    raise ArchiveError(download_error(url, why))
 
 
 def check_archive(url: str, data: bytes) -> list[str]:
