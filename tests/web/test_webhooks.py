@@ -166,7 +166,7 @@ async def test_refused_deliveries_are_4xx_and_logged(
 async def test_webhooks_are_off_without_a_public_url(web: Served, emu: Any) -> None:
     body, headers = delivery(emu)
     answer = await post(web, body, headers)
-    assert answer.status_code == 503
+    assert answer.status_code == 404
     assert answer.json()["error"] == "webhooks_off"
 
 

@@ -201,10 +201,10 @@ router = APIRouter(tags=["webhooks"])
 REFUSALS = (
     (400, "Malformed delivery"),
     (401, "Bad signature or outside the time window"),
-    (404, "Unknown request (Fal retries)"),
+    (404, "Unknown request (Fal retries), or webhooks off (no FALKIT_PUBLIC_URL)"),
     (409, "Replayed delivery"),
     (413, "Body too large"),
-    (503, "Fal's keys unavailable, or webhooks off"),
+    (503, "Fal's keys unavailable (Fal retries)"),
 )
 
 
@@ -224,7 +224,7 @@ async def fal_webhook(
     """Where Fal delivers job outcomes (signed; see the module docstring)."""
     receiver = state.webhooks
     if not receiver.enabled:
-        return error_response(503, "webhooks_off", "this server has no FALKIT_PUBLIC_URL")
+        return error_response(404, "webhooks_off", "this server has no FALKIT_PUBLIC_URL")
     body = await request.body()
     peer = request.client.host if request.client else "?"
     status, answer = await receiver.receive(body, request.headers, peer)
