@@ -31,6 +31,8 @@ async def test_a_job_over_the_cap_is_refused_before_submitting(
     assert emu.stats.submits == 1
     assert len(await service.list_jobs()) == 1, "a refused job is not even journaled"
     assert data(estimate)["spent_usd"] == pytest.approx(ONE_IMAGE, rel=0.01)
+    assert data(estimate)["fits_cap"] is False
+    assert "the cap would refuse this job" in text(estimate)
 
 
 async def test_jobs_in_flight_count_against_the_cap(connect: Any, emu: Any) -> None:

@@ -52,6 +52,7 @@ async def test_unknown_or_misspelled_arguments_are_refused(connect: Any, emu: An
         )
         unknown = await client.call_tool("estimate_cost", {"prompt": "a fox", "style": "noir"})
         job = await client.call_tool("get_job", {"id": "j_123"})
+        odd = await client.call_tool("list_jobs", {"limit\n2": 3})
         training = await client.call_tool(
             "train_lora", {"source": "https://x.test/a.zip", "trigger": "TOK"}
         )
@@ -62,6 +63,7 @@ async def test_unknown_or_misspelled_arguments_are_refused(connect: Any, emu: An
     assert "style: unknown argument (allowed: prompt, model" in one_line_error(unknown)
     assert "id: unknown argument" in one_line_error(job)
     assert "(allowed: job_id, wait_seconds)" in text(job)
+    assert "limit?2: unknown argument; did you mean limit?" in one_line_error(odd)
     assert "trigger: unknown argument; did you mean trigger_word?" in one_line_error(training)
     assert total_requests(emu) == 0
 
@@ -228,6 +230,15 @@ async def test_the_schemas_are_closed_titled_and_free_of_null(connect: Any) -> N
         for where, sub in walk(schema):
             assert sub.get("type") != "null", f"{tool.name}{where}"
             assert not ("default" in sub and sub["default"] is None), f"{tool.name}{where}"
+
+
+async def test_defaults_are_the_real_ones(connect: Any) -> None:
+    async with connect(wait_seconds=7.5) as client:
+        tools = await tools_by_name(client)
+    assert tools["get_job"].input_schema["properties"]["wait_seconds"]["default"] == 7.5
+    train = tools["train_lora"].input_schema["properties"]["steps"]
+    assert (train["minimum"], train["maximum"], train["default"]) == (1, 10000, 1000)
+    assert tools["list_jobs"].input_schema["properties"]["limit"]["default"] == 10
 
 
 async def test_generate_image_schema_has_the_catalogs_enums_and_bounds(connect: Any) -> None:

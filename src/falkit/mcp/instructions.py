@@ -24,8 +24,13 @@ LoRAs (a person, a product or a style trained on the user's own pictures):
 JOBS = """\
 Jobs: generate_image waits up to {wait:g} seconds. A job still running then keeps running in
 this server and the answer holds its job id: call get_job with that id (it waits again and
-returns the images when done). Images come back as small previews plus the full-size file's
-path on the user's computer and Fal's URL (which expires; the file is kept)."""
+returns the images when done). Images come back as small previews plus the full-size image as
+a falkit://images/... resource (resources/read), its path on the user's computer and Fal's URL
+(which expires; the file is kept).
+
+Parameters use Fal's names (num_inference_steps, guidance_scale, image_size, ...); each one's
+description says which models take it and their limits. Unknown parameters are refused.
+Use negative_prompt only with sdxl."""
 
 
 def model_lines() -> str:

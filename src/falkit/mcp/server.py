@@ -287,8 +287,9 @@ def _job_tools(app: McpApp) -> list[StrictTool]:
         """Cancel a queued or running job at Fal (one already running may still finish)."""
         return await _guard(lambda: app.cancel(job_id))
 
+    wait = app.options.wait_seconds
     return [
-        strict_tool(get_job, "Get a job", READ_ONLY),
+        strict_tool(get_job, "Get a job", READ_ONLY, {"wait_seconds": {"default": wait}}),
         strict_tool(list_jobs, "List jobs", READ_ONLY),
         strict_tool(cancel_job, "Cancel a job", CANCELS),
     ]

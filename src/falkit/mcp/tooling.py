@@ -83,7 +83,8 @@ class StrictTool(Tool):
         names = ", ".join(allowed)
         if self.aliases:
             names += "; short names: " + ", ".join(sorted(self.aliases))
-        return FieldError(name[:80], "unknown argument" + hint, names)
+        shown = "".join(c if c.isprintable() else "?" for c in name[:80])  # stays one line
+        return FieldError(shown, "unknown argument" + hint, names)
 
     def _type_errors(self, exc: pydantic.ValidationError) -> list[FieldError]:
         """One line per wrong argument; a value failing every arm of a union is one error."""
