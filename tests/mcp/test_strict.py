@@ -187,12 +187,12 @@ async def test_negative_prompt_reaches_fal_on_sdxl_and_is_refused_on_flux(
 async def test_wrong_types_are_one_line_errors(connect: Any, emu: Any) -> None:
     calls: list[tuple[str, dict[str, Any], str]] = [
         ("generate_image", {}, "prompt: is required"),
-        ("generate_image", {"prompt": "x", "seed": "abc"}, "seed: input should be a valid int"),
+        ("generate_image", {"prompt": "x", "seed": "abc"}, "seed: Input should be a valid int"),
         ("generate_image", {"prompt": "x", "image_size": 5}, "image_size: 5 is not accepted"),
         ("estimate_cost", {"prompt": "x", "output_format": "gif"}, "output_format: "),
-        ("get_job", {"job_id": "j", "wait_seconds": -1}, "wait_seconds: input should be greater"),
-        ("list_jobs", {"limit": 0}, "limit: input should be greater than or equal to 1"),
-        ("list_jobs", {"status": "done"}, "status: input should be 'pending'"),
+        ("get_job", {"job_id": "j", "wait_seconds": -1}, "wait_seconds: Input should be greater"),
+        ("list_jobs", {"limit": 0}, "limit: Input should be greater than or equal to 1"),
+        ("list_jobs", {"status": "done"}, "status: Input should be 'pending'"),
         ("train_lora", {"source": "https://x.test/a.zip", "is_style": "maybe"}, "is_style: "),
     ]
     async with connect() as client:
@@ -271,6 +271,8 @@ async def test_generate_image_schema_has_the_catalogs_enums_and_bounds(connect: 
     assert props["safety_tolerance"]["enum"] == ["1", "2", "3", "4", "5", "6"]
     assert "Only flux-pro, flux-pro-1.1 take it" in props["safety_tolerance"]["description"]
     assert "Only flux-lora, sdxl take it" in props["loras"]["description"]
+    scale = props["loras"]["items"]["anyOf"][1]["properties"]["scale"]
+    assert (scale["minimum"], scale["maximum"], scale["default"]) == (0, 2, 1)
     assert props["prompt"]["minLength"] == 1
 
 

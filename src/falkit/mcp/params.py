@@ -20,7 +20,7 @@ from pydantic_core import PydanticUndefined
 from falkit.catalog import ModelSpec, image_models
 from falkit.mcp.tooling import publish_schema
 from falkit.request import ALIASES, MAX_PROMPT_CHARS, ImageRequest
-from falkit.types import IMAGE_SIZE_PRESETS, MAX_SIDE, ImageSize
+from falkit.types import IMAGE_SIZE_PRESETS, MAX_SIDE, ImageSize, LoraWeight
 
 _SEGMENT = r"(?!\.+(?:/|$))[A-Za-z0-9._~-]+"  # no "." or ".." segments (see falkit.catalog)
 ENDPOINT_PATTERN = f"^{_SEGMENT}(?:/{_SEGMENT})+$"
@@ -253,7 +253,9 @@ def _size_schema(models: list[ModelSpec]) -> dict[str, Any]:
 
 
 def _loras_schema(models: list[ModelSpec]) -> dict[str, Any]:
-    scale = {"type": "number", "minimum": 0, "maximum": 2, "default": 1.0}
+    info = LoraWeight.model_fields["scale"]
+    scale = {"type": "number", "default": _default(info)}
+    scale.update(minimum=_bound(info, "ge"), maximum=_bound(info, "le"))
     item = {
         "anyOf": [
             {"type": "string", "minLength": 1, "description": "NAME_OR_URL[:SCALE]"},

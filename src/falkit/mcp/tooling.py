@@ -77,7 +77,7 @@ class StrictTool(Tool):
         return out
 
     def _unknown(self, name: str, allowed: list[str]) -> FieldError:
-        """ "unknown argument", with the closest allowed name when one is close."""
+        """Refuse an unknown name, suggesting the closest allowed one when one is close."""
         close = difflib.get_close_matches(name, [*allowed, *self.aliases], n=1, cutoff=0.7)
         hint = f"; did you mean {self.aliases.get(close[0], close[0])}?" if close else ""
         names = ", ".join(allowed)
@@ -97,13 +97,9 @@ class StrictTool(Tool):
             if field in out:  # another arm of a union refused it too
                 message = f"{_shown(err.get('input'))} is not accepted"
             else:
-                message = "is required" if err["type"] == "missing" else _lower(err["msg"])
+                message = "is required" if err["type"] == "missing" else err["msg"]
             out[field] = FieldError(field, message, allowed)
         return list(out.values())
-
-
-def _lower(text: str) -> str:
-    return text[:1].lower() + text[1:]
 
 
 def _shown(value: Any) -> str:
