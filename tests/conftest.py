@@ -29,5 +29,6 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         monkeypatch.delenv(name, raising=False)
     home = tmp_path / "falkit-home"
     monkeypatch.setenv("FALKIT_HOME", str(home))
+    monkeypatch.setenv("FALKIT_CONFIG_DIR", str(tmp_path / "falkit-config"))  # no real key file
     monkeypatch.chdir(tmp_path)
     return home

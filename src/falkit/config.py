@@ -2,6 +2,7 @@
 
 API key lookup order: FAL_API_KEY, then FAL_KEY, then FAL_KEY_ID + FAL_KEY_SECRET joined by
 ":". A .env file in the working directory is read; real environment variables win over it.
+Last comes the key file that `falkit keys set` writes (see falkit.keyfile).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from falkit.limits import url_problem
 
@@ -41,6 +42,21 @@ class Settings(BaseSettings):
     """Everything falkit reads from the environment."""
 
     model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """The environment, then .env, then the key file of `falkit keys set` (key only)."""
+        from falkit.keyfile import KeyFileSource
+
+        key_file = KeyFileSource(settings_cls)
+        return init_settings, env_settings, dotenv_settings, key_file, file_secret_settings
 
     api_key: SecretStr | None = Field(
         None, validation_alias=AliasChoices("FAL_API_KEY", "FAL_KEY"), repr=False

@@ -23,6 +23,7 @@ def emulator_env(base_url: str, home: Path) -> dict[str, str]:
     env.update(
         FAL_API_KEY=EMULATOR_KEY,
         FALKIT_HOME=str(home),
+        FALKIT_CONFIG_DIR=str(home / "config"),  # never the user's own key file
         FALKIT_QUEUE_URL=f"{base_url}/queue",
         FALKIT_RUN_URL=f"{base_url}/run",
         FALKIT_REST_URL=f"{base_url}/rest",

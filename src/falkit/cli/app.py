@@ -8,12 +8,15 @@ import typer
 
 from falkit.cli import (
     batch_cmd,
+    doctor_cmd,
     emulator_cmd,
     generate_cmd,
     jobs_cmd,
+    keys_cmd,
     lora_cmd,
     mcp_cmd,
     models_cmd,
+    open_cmd,
     serve_cmd,
 )
 from falkit.cli.common import State
@@ -22,14 +25,25 @@ app = typer.Typer(
     name="falkit",
     help="Generate images with Fal.ai: live progress, every image kept with its prompt and seed.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish, pwsh
     pretty_exceptions_enable=False,
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from falkit import __version__
+
+        sys.stdout.write(f"falkit {__version__}\n")
+        raise typer.Exit()
 
 
 @app.callback()
 def root(
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks on errors."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
 ) -> None:
     State.debug = debug
 
@@ -42,6 +56,9 @@ lora_cmd.register(app)
 batch_cmd.register(app)
 mcp_cmd.register(app)
 serve_cmd.register(app)
+open_cmd.register(app)
+keys_cmd.register(app)
+doctor_cmd.register(app)
 
 
 def main() -> None:

@@ -1,7 +1,8 @@
 """What every command shares: running the service, exit codes, one-line errors, JSON output.
 
 Exit codes: 0 success; 1 a job failed or Fal answered with an error; 2 invalid input or usage;
-3 service disabled (no API key); 130 interrupted.
+3 service disabled (no API key); 4 still running when `--timeout` passed (the job goes on);
+130 interrupted.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_DISABLED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+EXIT_RUNNING = 4
 
 JSON_OPTION = typer.Option(False, "--json", help="Print one JSON document on stdout.")
 EMULATOR_OPTION = typer.Option(
@@ -74,6 +76,17 @@ def _escape(text: str) -> str:
     from rich.markup import escape
 
     return escape(text)
+
+
+@contextlib.contextmanager
+def reported() -> Iterator[None]:
+    """For commands that run nothing async: a falkit error inside is one line and a code."""
+    from falkit.errors import FalkitError
+
+    try:
+        yield
+    except FalkitError as exc:
+        raise fail(exc) from None
 
 
 def run(main: Callable[[], Awaitable[T]]) -> T:

@@ -44,7 +44,7 @@ def one_of(choices: tuple[str, ...]) -> str:
 
 def examples(*lines: str) -> str:
     """An epilog listing example command lines (one per line in `--help`)."""
-    body = "\n\n".join(f"  {_escape(line)}" for line in lines)
+    body = "\n".join(f"  {_escape(line)}" for line in lines)
     return f"[bold]Examples[/]\n\n{body}"
 
 

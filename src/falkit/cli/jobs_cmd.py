@@ -21,7 +21,7 @@ app = typer.Typer(help="List, show, resume and cancel jobs.", no_args_is_help=Tr
     "list",
     epilog=examples(
         "falkit jobs list",
-        "falkit jobs list | grep fox          (piped: tab-separated, full values, no header)",
+        "falkit jobs list | grep fox    (piped: tab-separated full values, no header)",
         "falkit jobs list --status failed --since 2d",
         "falkit jobs list --model flux-dev --search lighthouse --json",
     ),

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import typer
 
 from falkit.cli.common import EMULATOR_OPTION, JSON_OPTION, print_json, run, stderr
+from falkit.cli.help import examples
 from falkit.views import lora_json
 
 if TYPE_CHECKING:
@@ -21,7 +22,14 @@ app = typer.Typer(
 )
 
 
-@app.command("train")
+@app.command(
+    "train",
+    epilog=examples(
+        "falkit lora train ./photos --trigger-word TOK --name me",
+        "falkit lora train photos.zip -t TOK --steps 500 --is-style",
+        "falkit lora train https://example.com/photos.zip -t TOK --emulator",
+    ),
+)
 def train(
     source: str = typer.Argument(
         ..., help="A folder of images (optional same-named .txt captions), a .zip, or a URL."
@@ -78,28 +86,22 @@ async def _train(
             return result
 
 
-@app.command("list")
+@app.command("list", epilog=examples("falkit lora list", "falkit lora list | cut -f1"))
 def list_loras(json_out: bool = JSON_OPTION, emulator: bool = EMULATOR_OPTION) -> None:
-    """Every LoRA in the library."""
+    """Every LoRA in the library: name, trigger word, created, local file.
+
+    In a pipe, one tab-separated line per LoRA."""
     records = run(lambda: _read(emulator, lambda s: s.list_loras()))
     if json_out:
         print_json([lora_json(r) for r in records])
         return
-    from rich.console import Console
-    from rich.table import Table
+    from falkit.cli.records import LORA_COLUMNS, lora_rows
+    from falkit.cli.table import print_table
 
-    table = Table("name", "trigger word", "created", "local file")
-    for record in records:
-        table.add_row(
-            record.name,
-            record.trigger_word or "",
-            f"{record.created_at:%Y-%m-%d %H:%M}",
-            record.local_path or "",
-        )
-    Console().print(table)
+    print_table(LORA_COLUMNS, lora_rows(records))
 
 
-@app.command("show")
+@app.command("show", epilog=examples("falkit lora show me", "falkit lora show me --json"))
 def show(
     name: str = typer.Argument(..., help="The LoRA's name."),
     json_out: bool = JSON_OPTION,
@@ -111,11 +113,12 @@ def show(
     if json_out:
         print_json(data)
         return
-    for key, value in data.items():
-        sys.stdout.write(f"{key}: {value}\n")
+    from falkit.cli.records import format_fields, lora_fields
+
+    sys.stdout.write(format_fields(lora_fields(record)))
 
 
-@app.command("rm")
+@app.command("rm", epilog=examples("falkit lora rm me", "falkit lora rm me --keep-file"))
 def remove(
     name: str = typer.Argument(..., help="The LoRA's name."),
     keep_file: bool = typer.Option(

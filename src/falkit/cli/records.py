@@ -19,14 +19,19 @@ if TYPE_CHECKING:
     from falkit.store import JobRecord, LoraRecord
 
 JOB_COLUMNS = (
-    Column("id"),
-    Column("status"),
+    Column("id", keep=True),
+    Column("status", keep=True),
     Column("model"),
-    Column("created"),
-    Column("cost", right=True),
+    Column("created", keep=True),
+    Column("cost", right=True, keep=True),
     Column("prompt"),
 )
-LORA_COLUMNS = (Column("name"), Column("trigger word"), Column("created"), Column("local file"))
+LORA_COLUMNS = (
+    Column("name", keep=True),
+    Column("trigger word"),
+    Column("created", keep=True),
+    Column("local file"),
+)
 #: Fal's cancel answers (and ours) as sentences; `--json` keeps the code.
 CANCEL_SENTENCES = {
     "OK": "cancelled job {job}",

@@ -26,6 +26,8 @@ class Column:
 
     title: str
     right: bool = False
+    keep: bool = False
+    """Keep values whole when the terminal is narrow (short ids, names): others wrap first."""
 
 
 def is_terminal(stream: TextIO | None = None) -> bool:
@@ -54,9 +56,15 @@ def _print_rich(columns: Sequence[Column], rows: Sequence[Sequence[Cell]]) -> No
     from rich.markup import escape
     from rich.table import Table
 
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
-    for column in columns:
-        table.add_column(column.title, overflow="fold", justify="right" if column.right else "left")
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, collapse_padding=True)
+    for index, column in enumerate(columns):
+        widest = max((len(_shown(row[index])) for row in rows), default=0)
+        table.add_column(
+            column.title,
+            overflow="fold",
+            justify="right" if column.right else "left",
+            min_width=min(max(widest, len(column.title)), 32) if column.keep else None,
+        )
     for row in rows:
         table.add_row(*(escape(_shown(cell)) for cell in row))
     Console(highlight=False).print(table)
