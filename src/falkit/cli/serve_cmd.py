@@ -78,6 +78,7 @@ async def _serve(
 ) -> None:
     import contextlib
     import dataclasses
+    import os
 
     from falkit.cli.common import settings_for
 
@@ -85,7 +86,8 @@ async def _serve(
         if emulator:
             from falkit.emulator import EmulatorConfig, run_emulator
 
-            emu = stack.enter_context(run_emulator(EmulatorConfig(latency=1.5)))
+            latency = float(os.environ.get("FALKIT_EMULATOR_LATENCY", "1.5"))
+            emu = stack.enter_context(run_emulator(EmulatorConfig(latency=latency)))
             settings = settings_for(emu.base_url)
             if options.jwks_url is None:
                 options = dataclasses.replace(

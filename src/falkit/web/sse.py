@@ -13,14 +13,14 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
-from sse_starlette import EventSourceResponse, ServerSentEvent
+from sse_starlette import EventSourceResponse
 
 from falkit.errors import LookupFailedError
 from falkit.web.api_jobs import JobId
 from falkit.web.errors import responses
 from falkit.web.security import Authorized
 from falkit.web.state import WebState, web_state
-from falkit.web.views import EventCache
+from falkit.web.views import EventCache, base_url
 
 if TYPE_CHECKING:
     from falkit.service.handle import JobHandle
@@ -51,16 +51,16 @@ def event_stream(request: Request, state: WebState, handle: JobHandle, after: in
     if handle.done and (last is None or last.seq <= after):
         return Response(status_code=204)
 
-    async def messages() -> AsyncIterator[ServerSentEvent]:
+    base, root = base_url(request), state.images_root  # once per stream, not per event
+
+    async def messages() -> AsyncIterator[bytes]:
         async for event in handle.events(after=after):
-            text = _CACHE.text(event, request, state.images_root)
-            yield ServerSentEvent(data=text, id=str(event.seq))
+            yield _CACHE.message(event, request, base, root)
 
     return EventSourceResponse(
         messages(),
         ping=state.options.sse_ping,
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
-        send_timeout=30,
     )
 
 

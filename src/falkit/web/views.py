@@ -123,17 +123,19 @@ def preparing_view(request: Request, handle: JobHandle) -> dict[str, Any]:
 
 
 class EventCache:
-    """Each event's JSON text, encoded once however many subscribers stream it."""
+    """Each event's SSE message, encoded once however many subscribers stream it."""
 
     def __init__(self, size: int = 4096) -> None:
         self.size = size
-        self._texts: OrderedDict[tuple[str, int, str, str], str] = OrderedDict()
+        self._messages: OrderedDict[tuple[str, int, str, str], bytes] = OrderedDict()
 
-    def text(self, event: Event, request: Request, images_root: Path) -> str:
+    def message(self, event: Event, request: Request, base: str, images_root: Path) -> bytes:
+        """``id: <seq>`` and one ``data:`` line of the event's JSON (which holds no newline);
+        ``base`` is the request's base URL (image URLs in a completed event point there)."""
         import json
 
-        key = (event.job_id, event.seq, event.type, base_url(request))
-        cached = self._texts.get(key)
+        key = (event.job_id, event.seq, event.type, base)
+        cached = self._messages.get(key)
         if cached is not None:
             return cached
         data = event.to_json()
@@ -141,7 +143,8 @@ class EventCache:
         if isinstance(result, dict) and isinstance(result.get("images"), list):
             result["images"] = served_images(request, images_root, result["images"])
         text = json.dumps(data, default=str, separators=(",", ":"))
-        self._texts[key] = text
-        if len(self._texts) > self.size:
-            self._texts.popitem(last=False)
-        return text
+        message = f"id: {event.seq}\r\ndata: {text}\r\n\r\n".encode()
+        self._messages[key] = message
+        if len(self._messages) > self.size:
+            self._messages.popitem(last=False)
+        return message
