@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     import httpx
 
 SET_KEY_HINT = (
-    "set FAL_API_KEY in the environment or in a .env file "
+    "run `falkit keys set`, or set FAL_API_KEY in the environment or in a .env file "
     "(or run with --emulator to try falkit offline)"
 )
 

@@ -130,8 +130,6 @@ def key_origin(settings: Settings, dotenv: Path | None = None) -> KeyOrigin:
     key = settings.key
     if not key:
         return KeyOrigin("none")
-    if key == EMULATOR_KEY:
-        return KeyOrigin("emulator", "its dummy key")
     found = _named(key, dict(os.environ))
     if found:
         return KeyOrigin("environment", found)
@@ -147,6 +145,8 @@ def key_origin(settings: Settings, dotenv: Path | None = None) -> KeyOrigin:
         stored = None
     if stored == key:
         return KeyOrigin("key file", str(path))
+    if key == EMULATOR_KEY:
+        return KeyOrigin("emulator", "its dummy key")
     return KeyOrigin("given", "passed to Settings")
 
 

@@ -17,6 +17,7 @@ import typer
 from typer.core import TyperGroup
 
 from falkit.cli.common import EMULATOR_OPTION, JSON_OPTION, print_json, run, stderr
+from falkit.cli.help import examples
 from falkit.limits import MAX_LIST_LIMIT
 
 if TYPE_CHECKING:
@@ -63,7 +64,14 @@ RETRY_OPTION = typer.Option(
 )
 
 
-@app.command("run")
+@app.command(
+    "run",
+    epilog=examples(
+        "falkit batch prompts.txt --seeds 1-4 --budget 20",
+        "falkit batch run prompts.jsonl --models flux-schnell,flux-dev --guidance 3,4.5",
+        "falkit batch run prompts.csv --dry-run --emulator",
+    ),
+)
 def run_batch(
     input_file: Path = typer.Argument(
         ..., metavar="INPUT", help="Prompts: .txt (one a line), .jsonl (request objects) or .csv."
@@ -122,7 +130,7 @@ def run_batch(
     _finish(result, json_out)
 
 
-@app.command("resume")
+@app.command("resume", epilog=examples("falkit batch resume b_3f9c0d2a71e4b855"))
 def resume(
     batch_id: str = typer.Argument(..., help="The batch id (printed when the batch started)."),
     concurrency: int | None = CONCURRENCY_OPTION,
@@ -153,7 +161,7 @@ def resume(
     _finish(result, json_out)
 
 
-@app.command("list")
+@app.command("list", epilog=examples("falkit batch list", "falkit batch list --json"))
 def list_batches(
     limit: int = typer.Option(
         20, "--limit", min=1, max=MAX_LIST_LIMIT, help="How many recent batches (at most 10000)."

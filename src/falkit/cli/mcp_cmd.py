@@ -90,4 +90,13 @@ async def _serve_http(server: MCPServer[Any], host: str, port: int) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("mcp")(mcp)
+    from falkit.cli.help import examples
+
+    app.command(
+        "mcp",
+        epilog=examples(
+            "falkit mcp --allow-dir ~/Pictures --max-spend-usd 5",
+            "falkit mcp --http --host 127.0.0.1 --port 8000",
+            "falkit mcp --emulator",
+        ),
+    )(mcp)
