@@ -3,6 +3,8 @@
 :func:`run_emulator` serves one engine on 127.0.0.1 (a free port by default), optionally over
 TLS, and optionally with the queue and run roles each at the root of their own listener (what
 the official fal-client needs: it takes a bare host for those roles and hard-codes https).
+:func:`serve` does the same in the foreground until a signal (``falkit emulator [--tls]``), with
+every listener on one uvicorn server that picks the app by the port a request arrived on.
 """
 
 from __future__ import annotations
