@@ -58,7 +58,8 @@ def piped(command: str, env: dict[str, str], columns: int) -> str:
 
 @pytest.fixture
 def two_jobs(env: dict[str, str]) -> list[dict[str, Any]]:
-    return [generate(LONG, "--seed", "1"), generate("a red fox in snow", "-m", "flux-dev")]
+    first = generate(LONG, "--seed", "1", "--size", "640x480")
+    return [first, generate("a red fox in snow", "-m", "flux-dev")]
 
 
 @pytest.mark.parametrize("columns", [80, 200])
@@ -98,6 +99,18 @@ def test_short_prefix_shown_is_a_job_reference(
     short = next(line.split()[0] for line in text.splitlines() if "fox" in line)
     shown = json.loads(cli("jobs", "show", short, "--json").stdout)
     assert shown["job_id"] == two_jobs[1]["job_id"]
+
+
+def test_short_prefixes_of_batch_jobs_stay_unique(env: dict[str, str], tmp_path: Any) -> None:
+    """A batch's job ids differ only in their last characters: so do the prefixes shown."""
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a red fox\na blue bird\na green frog\n")
+    assert cli("batch", "run", str(prompts)).exit_code == 0
+    text = falkit_in_pty(["jobs", "list"], env, 120)
+    shown = [line.split()[0] for line in text.splitlines() if line.startswith("j_")]
+    assert len(shown) == 3
+    found = {json.loads(cli("jobs", "show", short, "--json").stdout)["job_id"] for short in shown}
+    assert len(found) == 3
 
 
 def test_last_is_the_newest_job(two_jobs: list[dict[str, Any]]) -> None:
@@ -146,6 +159,7 @@ def test_show_is_readable(two_jobs: list[dict[str, Any]]) -> None:
     assert re.search(rf"^prompt\s+{re.escape(LONG)}$", text, re.M)
     assert re.search(r"^image\s+\S+\.jpg \(\d+x\d+, image/jpeg\)$", text, re.M)
     assert re.search(r"^  seed\s+1$", text, re.M)
+    assert re.search(r"^  image_size\s+640x480$", text, re.M)
     assert re.search(r"^cost\s+\$0\.\d{4}$", text, re.M)
 
 
