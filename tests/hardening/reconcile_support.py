@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
+from falkit.emulator import EmulatorConfig, EmulatorServer
 from falkit.request import ImageRequest
 from falkit.service import FalService
 from falkit.store import JobRecord
@@ -62,3 +66,80 @@ def statuses(db: Path) -> dict[str, int]:
     with sqlite3.connect(db) as conn:
         rows = conn.execute("SELECT status, COUNT(*) FROM jobs GROUP BY status").fetchall()
     return dict(rows)
+
+
+class SubmitGate:
+    """ASGI middleware in front of an emulator: holds queue submits from the ``hold_from``-th
+    on until :meth:`open` (a slow submit that ends when the test says, not after a delay).
+
+    ``hold="request"`` holds a submit before the emulator reads it (the job is queued only
+    once the gate opens, and not at all if the client has gone by then); ``hold="response"``
+    holds its answer after the job was queued (a lost answer, once the client gives up).
+    """
+
+    def __init__(self, app: Any, hold_from: int = 1, hold: str = "request") -> None:
+        self.app = app
+        self.hold_from = hold_from
+        self.hold = hold
+        self.seen = 0
+        self.holding = threading.Event()
+        self._opened = threading.Event()
+
+    def open(self) -> None:
+        self._opened.set()
+
+    async def _wait(self) -> None:
+        self.holding.set()
+        await asyncio.to_thread(self._opened.wait)
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        path = str(scope.get("path", ""))
+        if scope["type"] == "http" and scope["method"] == "POST" and path.startswith("/queue/"):
+            self.seen += 1
+            if self.seen >= self.hold_from and not self._opened.is_set():
+                if self.hold == "request":
+                    await self._wait()
+                else:
+                    send = self._held(send)
+        await self.app(scope, receive, send)
+
+    def _held(self, send: Any) -> Any:
+        async def held(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                await self._wait()
+            await send(message)
+
+        return held
+
+
+def gated_emulator(
+    config: EmulatorConfig, hold_from: int = 1, hold: str = "request"
+) -> tuple[EmulatorServer, SubmitGate]:
+    """An emulator (not started) whose queue submits wait at a gate."""
+    server = EmulatorServer(config)
+    gate = SubmitGate(server.app, hold_from, hold)
+    server.app = gate  # type: ignore[assignment]
+    return server, gate
+
+
+def wait_for(check: Any, what: str, deadline: float = 60.0) -> Any:
+    """Poll ``check()`` until it returns something truthy; fail after ``deadline`` seconds."""
+    end = time.monotonic() + deadline
+    while True:
+        value = check()
+        if value:
+            return value
+        assert time.monotonic() < end, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
+def job_rows(db: Path) -> list[dict[str, Any]]:
+    """Every job row of a SQLite library, as dicts."""
+    if not db.exists():
+        return []
+    with sqlite3.connect(db) as conn:
+        conn.row_factory = sqlite3.Row
+        try:
+            return [dict(row) for row in conn.execute("SELECT * FROM jobs")]
+        except sqlite3.OperationalError:  # not created yet
+            return []

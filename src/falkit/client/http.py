@@ -72,6 +72,37 @@ class FalAuth(httpx.Auth):
         yield request
 
 
+class SendProbe:
+    """Whether a request's bytes may have left this process (a submit's, through retries).
+
+    Passed to :meth:`FalHttp.send` as ``probe``; it rides on the request as httpcore's
+    ``trace`` extension. An attempt is *handed* when httpx gives it to the transport, *sent*
+    once httpcore starts writing its headers; a retried attempt (a certain miss) makes it
+    idle again. With httpx's own transport (``exact``) a handed attempt has sent nothing;
+    a custom transport (tests' ASGI apps) tells nothing, so handed counts as maybe sent.
+    """
+
+    def __init__(self) -> None:
+        self.exact = False
+        self._state = "idle"
+
+    async def __call__(self, name: str, info: dict[str, Any]) -> None:
+        if name.endswith("send_request_headers.started"):
+            self._state = "sent"
+
+    def handed(self) -> None:
+        self._state = "handed"
+
+    def missed(self) -> None:
+        """The attempt certainly did not reach Fal (it is about to be retried)."""
+        self._state = "idle"
+
+    @property
+    def never_sent(self) -> bool:
+        """No byte of the request (of any attempt still unanswered) can have left."""
+        return self._state == "idle" or (self.exact and self._state == "handed")
+
+
 @dataclass
 class RequestStats:
     """HTTP requests made, in total and per operation (submit, status, stream, result, …)."""
@@ -164,6 +195,9 @@ def build_http_client(
 
     async def _count(request: httpx.Request) -> None:
         stats.count(str(request.extensions.get(OPERATION_KEY, "other")))
+        probe = request.extensions.get("trace")
+        if isinstance(probe, SendProbe):
+            probe.handed()  # the transport has it now
 
     return httpx.AsyncClient(
         auth=FalAuth(settings.key, settings.fal_urls),
@@ -226,15 +260,19 @@ class FalHttp:
         *,
         accept: Container[int] = (),
         stream: bool = False,
+        probe: SendProbe | None = None,
         **kwargs: Any,
     ) -> httpx.Response:
         """Send with retries; a 2xx (or a code in ``accept``) response, or a falkit error.
 
         With ``stream=True`` the body is not read: the caller must close the response.
+        ``probe`` follows whether the request's bytes may have left (see SendProbe).
         """
         if not self.settings.enabled:
             raise ServiceDisabledError()
         request = self._build(operation, method, url, **kwargs)
+        if probe is not None:
+            request.extensions["trace"] = probe
         started = time.monotonic()
         attempt = 0
         while True:
@@ -253,6 +291,8 @@ class FalHttp:
                 raise await self._give_up(operation, request, outcome, attempt)
             if response is not None:
                 await response.aclose()
+            if probe is not None:
+                probe.missed()  # retried, so certainly not received: nothing in flight
             logger.info(
                 "retrying %s %s in %.2fs (attempt %d: %s)",
                 *(operation, _where(request.url), delay, attempt, _describe(outcome)),
@@ -275,8 +315,8 @@ class FalHttp:
             return self.client.build_request(
                 method, url, extensions={OPERATION_KEY: operation}, **kwargs
             )
-        except httpx.InvalidURL as exc:
-            raise FalkitError(f"invalid URL for {operation}: {exc}") from None
+        except httpx.InvalidURL as exc:  # nothing was sent: a configuration problem
+            raise TransportError(f"invalid URL for {operation}: {exc}") from None
 
     async def _attempt(
         self, request: httpx.Request, *, stream: bool, accept: Container[int]

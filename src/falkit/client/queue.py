@@ -21,6 +21,7 @@ from falkit.client.endpoints import EndpointId, check_under, rebuild_handle, str
 from falkit.client.http import (
     FalHttp,
     RequestStats,
+    SendProbe,
     build_http_client,
     exception_text,
     json_body,
@@ -192,18 +193,22 @@ class FalClient:
         start_timeout: float | None = None,
         priority: Priority | None = None,
         hint: str | None = None,
+        probe: SendProbe | None = None,
     ) -> RequestHandle:
         """Queue a request once; its handle holds the URLs Fal returned.
 
         Raises SubmitUncertainError (never re-sends) when the submit may have reached Fal.
+        ``probe`` tells, if this is interrupted, whether the POST may have left.
         """
+        if probe is not None:
+            probe.exact = self._transport is None  # httpcore traces its own writes
         self._require_enabled()
         endpoint = EndpointId.parse(endpoint_id)
         headers = _submit_headers(start_timeout, priority, hint)
         params = {"fal_webhook": webhook_url} if webhook_url else None
         url = check_under(self.settings.queue_url, f"{self.settings.queue_url}/{endpoint.full}")
         response = await self._http.send(
-            "submit", "POST", url, json=arguments, headers=headers, params=params
+            "submit", "POST", url, json=arguments, headers=headers, params=params, probe=probe
         )
         return self._handle_from_submit(endpoint_id, response)
 

@@ -34,6 +34,9 @@ NOT_SENT_ERRORS: tuple[type[BaseException], ...] = (
     httpx.ConnectTimeout,
     httpx.PoolTimeout,
 )
+#: Exceptions raised before any connection was tried (a URL httpx cannot send to): not
+#: retried, and certainly not received.
+UNSENDABLE_ERRORS: tuple[type[BaseException], ...] = (httpx.UnsupportedProtocol,)
 #: Exceptions that may go away on a second try (a read may repeat them freely).
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     httpx.TimeoutException,
@@ -80,12 +83,13 @@ def may_have_reached_fal(
 ) -> bool:
     """Whether a failed unsafe request (submit, run) may have been accepted by Fal.
 
-    Only connection failures before sending, throttling answers and ingress errors are certain
-    misses; everything else (timeouts after sending, dropped connections, 5xx with a request id,
-    unknown failures) may have queued a job.
+    Only connection failures before sending (refused, DNS, a URL that cannot be sent to),
+    throttling answers and ingress errors are certain misses; everything else (timeouts after
+    sending, dropped connections, 5xx with a request id, unknown failures) may have queued a
+    job.
     """
     if exc is not None:
-        return not isinstance(exc, NOT_SENT_ERRORS)
+        return not isinstance(exc, NOT_SENT_ERRORS + UNSENDABLE_ERRORS)
     if status_code is None:
         return True
     if status_code in THROTTLE_CODES or is_ingress_error(status_code, headers):

@@ -226,11 +226,15 @@ class JobEngine:
 
     async def _post(self, live: LiveJob, record: JobRecord) -> RequestHandle:
         """Mark submitting, POST, journal the request id: the one submit of a job."""
+        from falkit.client.http import SendProbe  # loaded with the client by now
+
         live.record = await self.store.mark_submitting(record.id, submitter=submitter_id())
+        probe = SendProbe()
         try:
             request = await self.client.submit(
-                record.endpoint_id, record.arguments, webhook_url=self._hook(record.id)
-            )
+                record.endpoint_id, record.arguments, webhook_url=self._hook(record.id),
+                probe=probe,
+            )  # fmt: skip
         except SubmitUncertainError as exc:
             message = f"{exc}; {UNCERTAIN_HINT.format(job_id=record.id)}"
             live.record = await self.store.fail_job(record.id, error=message, status="unknown")
@@ -239,12 +243,7 @@ class JobEngine:
             live.record = await self._not_sent(record, exc)
             raise
         except BaseException:
-            # Interrupted before any answer: the request may or may not have left.
-            message = "interrupted while submitting; " + UNCERTAIN_HINT.format(job_id=record.id)
-            with contextlib.suppress(FalkitError):
-                await asyncio.shield(
-                    self.store.fail_job(record.id, error=message, status="unknown")
-                )
+            await asyncio.shield(self._interrupted(live, record, probe.never_sent))
             raise
         live.record = await self.store.set_submitted(
             record.id,
@@ -260,9 +259,21 @@ class JobEngine:
         live.publish(QueuedEvent(record.id, request.queue_position or 0, request.request_id))
         return request
 
+    async def _interrupted(self, live: LiveJob, record: JobRecord, never_sent: bool) -> None:
+        """A submit interrupted before its answer: back to ``pending`` when no byte of it can
+        have left (waiting for a connection, connecting), else ``unknown`` (to reconcile)."""
+        with contextlib.suppress(FalkitError):
+            if never_sent:
+                live.record = await self.store.release_submitting(record.id)
+                return
+            message = "interrupted while submitting; " + UNCERTAIN_HINT.format(job_id=record.id)
+            live.record = await self.store.fail_job(record.id, error=message, status="unknown")
+
     async def _not_sent(self, record: JobRecord, exc: FalkitError) -> JobRecord:
         """A submit that certainly did not reach Fal: back to pending when trying again later
-        may work (throttled, Fal or the network unreachable), else failed (never sent)."""
+        may work (throttled, Fal or the network unreachable, a bad URL), else failed with no
+        request id (Fal answered 4xx: the same request would be refused again; `falkit jobs
+        retry` sends it anew once fixed)."""
         if isinstance(exc, RateLimitedError | TransportError) or (
             isinstance(exc, ApiError) and (exc.status_code or 0) >= 500
         ):
@@ -363,6 +374,17 @@ class JobEngine:
             budget.release(live.job_id)
         live.state = "detached"
         live.finish(error=stop)
+
+    def held_unsent(self, live: LiveJob) -> None:
+        """End a job held (``stop_unsent``) before its task ever ran: no step of it ran to
+        end it, so its handle would wait forever. It stays pending in the journal."""
+        if live.done:
+            return
+        for budget in live.budgets:
+            budget.release(live.job_id)
+        live.state = "detached"
+        live.finish(error=FalkitError(f"job {live.job_id} was held before it was sent"))
+        self._retire(live)
 
     def _retire(self, live: LiveJob) -> None:
         self._live.pop(live.job_id, None)

@@ -240,6 +240,8 @@ class JobHandle:
         live.hold_requested = True
         if live.task is not None:
             live.task.cancel()
+            engine = self._engine  # a task cancelled before it ran must still end the job
+            live.task.add_done_callback(lambda _: engine.held_unsent(live))
         return True
 
     async def cancel(self) -> str:
