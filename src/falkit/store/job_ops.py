@@ -20,6 +20,7 @@ from sqlalchemy import (
     String,
     bindparam,
     case,
+    delete,
     func,
     insert,
     literal_column,
@@ -283,3 +284,36 @@ def release_unknown(conn: Connection, job_id: str, now: dt.datetime) -> JobRecor
     """
     row = conn.execute(_RELEASE_UNKNOWN, {"b_id": job_id, "b_now": now}).first()
     return rows.job_record(row) if row is not None else _stored(conn, job_id)
+
+
+# ---- the gallery: stars and deletion (the web page) ----
+
+_STAR = update(jobs).where(_J.id == _id()).values(starred=bindparam("b_starred")).returning(*jobs.c)
+
+
+def set_starred(conn: Connection, job_id: str, starred: bool) -> JobRecord:
+    """Star a job or take its star away (updated_at is left alone: nothing about the run
+    changed)."""
+    row = conn.execute(_STAR, {"b_id": job_id, "b_starred": bool(starred)}).first()
+    if row is None:
+        raise no_job(job_id)
+    return rows.one_job(conn, row)
+
+
+def delete_jobs(conn: Connection, job_ids: list[str]) -> list[JobRecord]:
+    """Delete finished jobs with their image rows; the records deleted, in the order asked.
+
+    Checks every job before deleting any: one still on its way refuses the call.
+    """
+    found = rows.jobs_by_id(conn, job_ids)
+    for record in found.values():
+        if not record.finished:
+            raise ValidationError.field(
+                "job_ids", f"job {record.id} is {record.status}", "finished jobs; cancel it first"
+            )
+    ids = list(found)
+    for start in range(0, len(ids), rows.IN_CHUNK):
+        chunk = ids[start : start + rows.IN_CHUNK]
+        conn.execute(delete(images).where(images.c.job_id.in_(chunk)))
+        conn.execute(delete(jobs).where(_J.id.in_(chunk)))
+    return [found[job_id] for job_id in job_ids if job_id in found]

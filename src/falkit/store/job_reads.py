@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ColumnElement, func, or_, select
+from sqlalchemy import ColumnElement, Text, cast, func, or_, select
 
 from falkit.errors import ValidationError
 from falkit.store import rows
@@ -76,18 +77,44 @@ def search_query(
     batch_id: str | None,
     model: str | None,
     since: dt.datetime | None,
+    extra: Extra | None = None,
 ) -> Select[Any]:
     """Newest first; ``search`` matches prompt, model, id or request id (any case)."""
     if limit < 1:
         raise ValidationError.field("limit", f"{limit}", "1 or more")
+    extra = extra or Extra()
     query = select(jobs).where(
-        *filters(status=status, kind=kind, batch_id=batch_id, model=model, since=since)
+        *filters(status=status, kind=kind, batch_id=batch_id, model=model, since=since),
+        *extra.conditions(),
     )
     if search and search.strip():
         term = search.strip().lower()
         columns = (_J.prompt, _J.model, _J.id, _J.request_id)
         query = query.where(or_(*(func.lower(c).contains(term, autoescape=True) for c in columns)))
-    return query.order_by(_J.created_at.desc(), _J.id.desc()).limit(limit)
+    query = query.order_by(_J.created_at.desc(), _J.id.desc()).limit(limit)
+    return query.offset(extra.offset) if extra.offset else query
+
+
+@dataclass(frozen=True)
+class Extra:
+    """The gallery's filters: created before ``until``, starred or not, naming a LoRA."""
+
+    until: dt.datetime | None = None
+    starred: bool | None = None
+    lora: str | None = None
+    offset: int = 0
+
+    def conditions(self) -> list[ColumnElement[bool]]:
+        if self.offset < 0:
+            raise ValidationError.field("offset", f"{self.offset}", "0 or more")
+        out: list[ColumnElement[bool]] = []
+        if self.until is not None:
+            out.append(_J.created_at < self.until)
+        if self.starred is not None:
+            out.append(_J.starred.is_(self.starred))
+        if self.lora:
+            out.append(cast(_J.arguments, Text).contains(self.lora, autoescape=True))
+        return out
 
 
 def unfinished_query(kind: str | None) -> Select[Any]:

@@ -186,10 +186,16 @@ class JobStore(LibraryMixin):
         batch_id: str | None = None,
         model: str | None = None,
         since: dt.datetime | None = None,
+        until: dt.datetime | None = None,
+        starred: bool | None = None,
+        lora: str | None = None,
+        offset: int = 0,
     ) -> list[JobRecord]:
         """Jobs newest first; ``search`` matches prompt, model, id or request id (any case).
 
-        ``since`` keeps jobs created at or after that time (a naive time is taken as UTC).
+        ``since`` keeps jobs created at or after that time, ``until`` before it (a naive time
+        is taken as UTC); ``lora`` keeps jobs whose arguments name it (a LoRA's weights URL);
+        ``offset`` skips that many matches (pages).
         """
         query = job_reads.search_query(
             search=search,
@@ -199,8 +205,19 @@ class JobStore(LibraryMixin):
             batch_id=batch_id,
             model=model,
             since=since,
+            extra=job_reads.Extra(until=until, starred=starred, lora=lora, offset=offset),
         )
         return await self._read(job_reads.list_jobs, query)
+
+    async def set_starred(self, job_id: str, starred: bool = True) -> JobRecord:
+        """Star a job (or take its star away): the gallery's mark. NotFoundError without one."""
+        return await self._write(job_ops.set_starred, job_id, starred)
+
+    async def delete_jobs(self, job_ids: Sequence[str]) -> list[JobRecord]:
+        """Forget finished jobs and their image rows; returns the records deleted (with their
+        images, so the caller can remove the files). Unknown ids are skipped; an unfinished
+        job refuses the whole call (ValidationError) before anything is deleted."""
+        return await self._write(job_ops.delete_jobs, list(dict.fromkeys(job_ids)))
 
     async def unfinished_jobs(self, *, kind: str | None = None) -> list[JobRecord]:
         """Jobs a crash or Ctrl-C left behind (pending to running), oldest first."""

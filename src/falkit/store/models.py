@@ -33,6 +33,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
 )
 
 NAMING = {
@@ -110,6 +111,7 @@ jobs = Table(
     _when("completed_at", nullable=True),
     _when("updated_at"),
     Column("submitter", String(200)),  # who claimed the submit (migration 0002)
+    Column("starred", Boolean, nullable=False, default=False, server_default=false()),  # 0003
     Index("ix_jobs_created_at", "created_at"),
     Index("ix_jobs_batch_id_batch_index", "batch_id", "batch_index"),
 )

@@ -103,6 +103,7 @@ class JobRecord:
     updated_at: dt.datetime
     images: tuple[ImageRecord, ...] = ()
     submitter: str | None = None  # who claimed the submit (last, so old constructors work)
+    starred: bool = False  # marked in the web page's gallery
 
     @property
     def prompt(self) -> str | None:

@@ -61,6 +61,7 @@ def job_record(row: Row[Any], found: Sequence[ImageRecord] = ()) -> JobRecord:
         completed_at,
         updated_at,
         submitter,
+        starred,
     ) = cast("tuple[Any, ...]", row)
     return JobRecord(
         id=id_,
@@ -90,6 +91,7 @@ def job_record(row: Row[Any], found: Sequence[ImageRecord] = ()) -> JobRecord:
         updated_at=updated_at,
         images=tuple(found),
         submitter=submitter,
+        starred=bool(starred),
     )
 
 
