@@ -1,7 +1,8 @@
 """Output files: fetched as soon as a job completes, verified, tagged and moved in atomically.
 
 A download is streamed to a temporary file and hashed; the bytes must decode as the declared image
-type; the prompt, model, seed and parameters are embedded (a PNG tEXt chunk or a JPEG comment,
+type; the prompt, model, seed and parameters are embedded (a PNG zTXt chunk or a JPEG comment,
+and the A1111 ``parameters`` text: a PNG tEXt chunk or the JPEG's EXIF UserComment; all
 inserted without re-encoding); then the file is moved into place with os.replace, so a crash
 never leaves a half-written image under its final name.
 """
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     import httpx
 
 _EXT = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}
+EXTENSIONS = _EXT  # content type -> file extension
 _PIL_FORMAT = {"image/png": "PNG", "image/jpeg": "JPEG", "image/webp": "WEBP"}
 _DATA_URI = re.compile(r"^data:([\w/+.-]+)?(;[\w=.-]+)*?(;base64)?,(.*)$", re.DOTALL)
 METADATA_KEY = "falkit"
@@ -126,13 +128,26 @@ def inspect_image(data: bytes, declared: str | None) -> tuple[str, int, int]:
     return actual, size[0], size[1]
 
 
-def embed_metadata(data: bytes, content_type: str, metadata: dict[str, Any]) -> bytes:
-    """The same image with provenance embedded, without re-encoding the pixels."""
+def embed_metadata(
+    data: bytes,
+    content_type: str,
+    metadata: dict[str, Any],
+    size: tuple[int, int] | None = None,
+) -> bytes:
+    """The same image with provenance embedded, without re-encoding the pixels: falkit's
+    record, and the A1111 ``parameters`` text other tools read (see geninfo.py)."""
+    from falkit.service.geninfo import a1111_text, jpeg_with_parameters, png_with_parameters
+
     text = json.dumps(metadata, sort_keys=True, separators=(",", ":"), default=str)
-    if content_type == "image/png":
-        return _png_with_text(data, METADATA_KEY, text)
-    if content_type == "image/jpeg":
-        return _jpeg_with_comment(data, f"{METADATA_KEY}:{text}")
+    try:
+        if content_type == "image/png":
+            tagged = _png_with_text(data, METADATA_KEY, text)
+            return png_with_parameters(tagged, a1111_text(metadata, size))
+        if content_type == "image/jpeg":
+            tagged = _jpeg_with_comment(data, f"{METADATA_KEY}:{text}")
+            return jpeg_with_parameters(tagged, a1111_text(metadata, size))
+    except ValueError as exc:
+        raise DownloadError(f"cannot tag the image: {exc}") from None
     return data
 
 
@@ -223,6 +238,23 @@ async def save_image(
     metadata: dict[str, Any],
 ) -> SavedFile:
     """Download (or decode) one output image and keep it under folder with its provenance."""
+    tagged, actual, _, _ = await fetch_image(
+        http, url, declared_type=declared_type, folder=folder, metadata=metadata
+    )
+    return await asyncio.to_thread(store_file, tagged, actual, folder, stem)
+
+
+async def fetch_image(
+    http: httpx.AsyncClient,
+    url: str,
+    *,
+    declared_type: str | None,
+    folder: Path,
+    metadata: dict[str, Any],
+) -> tuple[bytes, str, int, int]:
+    """One output image downloaded (or decoded), checked and tagged with its provenance:
+    (bytes, content type, width, height); the download streams through ``folder``. Kept by
+    the caller: a file (``save_image``) or any ImageStorage (falkit.storage)."""
     folder.mkdir(parents=True, exist_ok=True)
     if url.startswith("data:"):
         data, uri_type = decode_data_uri(url)
@@ -233,9 +265,8 @@ async def save_image(
             data = tmp.read_bytes()
         finally:
             tmp.unlink(missing_ok=True)
-    actual, _, _ = inspect_image(data, declared_type)
-    tagged = embed_metadata(data, actual, metadata)
-    return await asyncio.to_thread(store_file, tagged, actual, folder, stem)
+    actual, width, height = inspect_image(data, declared_type)
+    return embed_metadata(data, actual, metadata, (width, height)), actual, width, height
 
 
 def copy_out(path: Path, out_dir: Path) -> Path:
