@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from falkit.client.retry import RetryPolicy, may_have_reached_fal, retry_delay, should_retry
+from falkit.client.status import Scrubber
 from falkit.errors import (
     ApiError,
     FalkitError,
@@ -248,6 +249,8 @@ class FalHttp:
         self.settings = settings
         self.client = client
         self.policy = policy
+        self.scrub = Scrubber(settings.key, settings.masked_key)
+        """Masks the key in anything Fal sent back (see falkit.client.status)."""
 
     def __repr__(self) -> str:
         return f"FalHttp(key={self.settings.masked_key}, policy={self.policy!r})"
@@ -382,24 +385,11 @@ class FalHttp:
 
     def redact(self, error: FalkitError) -> FalkitError:
         """Defence in depth: a server echoing the key must not put it in our errors."""
-        key = self.settings.key
-        if key:
-            error.message = _scrub(error.message, key, self.settings.masked_key)
-            if isinstance(error, ApiError):
-                error.body = _scrub(error.body, key, self.settings.masked_key)
+        error.message = self.scrub.text(error.message)
+        if isinstance(error, ApiError):
+            error.body = self.scrub(error.body)
         error.args = (error.message,)
         return error
-
-
-def _scrub(value: Any, key: str, mask: str) -> Any:
-    """``value`` with every occurrence of ``key`` in its strings replaced by ``mask``."""
-    if isinstance(value, str):
-        return value.replace(key, mask)
-    if isinstance(value, dict):
-        return {k: _scrub(v, key, mask) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_scrub(v, key, mask) for v in value]
-    return value
 
 
 def _ok(response: httpx.Response, accept: Container[int]) -> bool:

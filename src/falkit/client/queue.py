@@ -27,7 +27,7 @@ from falkit.client.http import (
     json_body,
 )
 from falkit.client.retry import RetryPolicy
-from falkit.client.status import LogWindow, parse_status
+from falkit.client.status import LogWindow, Scrubber, parse_status
 from falkit.client.storage import Uploader
 from falkit.errors import (
     ApiError,
@@ -76,12 +76,13 @@ def _billable_units(response: httpx.Response) -> float | None:
         return None
 
 
-def _to_fal_response(response: httpx.Response, what: str) -> FalResponse:
-    body = _json_body(response)
+def _to_fal_response(response: httpx.Response, what: str, scrub: Scrubber) -> FalResponse:
+    """The output as Fal sent it, the key masked in it (see falkit.client.status)."""
+    body = scrub(_json_body(response))
     request_id = response.headers.get("x-fal-request-id")
     if not isinstance(body, dict):
         raise ApiError(
-            f"Fal's {what} is not a JSON object: {response.text[:200]!r}",
+            f"Fal's {what} is not a JSON object: {scrub.text(response.text[:200])!r}",
             request_id=request_id,
             status_code=response.status_code,
         )
@@ -153,6 +154,11 @@ class FalClient:
 
     def __repr__(self) -> str:
         return f"FalClient(key={self.settings.masked_key}, queue_url={self.settings.queue_url})"
+
+    def scrub(self, value: Any) -> Any:
+        """``value`` (text or JSON data from Fal: a webhook's payload, say) with the API key
+        masked; the client does this itself to every status, result and error."""
+        return self._http.scrub(value)
 
     @property
     def platform(self) -> PlatformClient:
@@ -256,7 +262,8 @@ class FalClient:
         response = await self._http.send(
             "status", "GET", handle.status_url, params={"logs": _flag(logs)}
         )
-        return parse_status(_json_body(response), request_id=handle.request_id)
+        body = _json_body(response)
+        return parse_status(body, request_id=handle.request_id, scrub=self._http.scrub)
 
     async def watch(
         self,
@@ -340,7 +347,9 @@ class FalClient:
                     except ValueError:
                         body = None
                     if body is not None:
-                        yield parse_status(body, request_id=handle.request_id)
+                        yield parse_status(
+                            body, request_id=handle.request_id, scrub=self._http.scrub
+                        )
             except httpx.HTTPError as exc:
                 raise TransportError(
                     f"status stream of {handle.request_id} failed: {exception_text(exc)}"
@@ -349,13 +358,13 @@ class FalClient:
     async def result(self, handle: RequestHandle) -> FalResponse:
         """The request's output; a failed job's error code and body become its exception."""
         response = await self._http.send("result", "GET", handle.response_url)
-        return _to_fal_response(response, "result")
+        return _to_fal_response(response, "result", self._http.scrub)
 
     async def cancel(self, handle: RequestHandle) -> str:
         """Ask Fal to cancel; Fal's word for the outcome (ALREADY_COMPLETED is not an error)."""
         response = await self._http.send("cancel", "PUT", handle.cancel_url, accept=(400,))
         body = _json_body(response)
-        word = body.get("status") if isinstance(body, dict) else None
+        word = self._http.scrub(body.get("status")) if isinstance(body, dict) else None
         if response.status_code == 400:
             if word == "ALREADY_COMPLETED":
                 return "ALREADY_COMPLETED"
@@ -370,7 +379,7 @@ class FalClient:
         full = EndpointId.parse(endpoint_id).full
         url = check_under(self.settings.run_url, f"{self.settings.run_url}/{full}")
         response = await self._http.send("run", "POST", url, json=arguments)
-        return _to_fal_response(response, "run output")
+        return _to_fal_response(response, "run output", self._http.scrub)
 
     async def upload(self, data: bytes, content_type: str, file_name: str | None = None) -> str:
         """Upload bytes (CDN v3, falling back to initiate + PUT); the URL models can read."""

@@ -1,8 +1,13 @@
-"""Fal's queue status bodies as typed statuses, and log de-duplication.
+"""Fal's queue status bodies as typed statuses, log de-duplication, and key scrubbing.
 
 Fal has three statuses: IN_QUEUE (queue_position), IN_PROGRESS (logs), COMPLETED (logs, metrics,
 and error/error_type when the job failed). Parsing is lenient about extra or missing optional
 fields and strict about the status value: anything else is an error that says what arrived.
+
+Everything Fal sends back is text written by others (a model's logs, its error, its output), and
+a careless app could echo the caller's key into it. :class:`Scrubber` masks the key in such text
+where it enters falkit (statuses here, results and errors in queue.py and http.py), so nothing
+downstream — events, the journal, image metadata, MCP answers, the CLI — ever holds it.
 """
 
 from __future__ import annotations
@@ -14,6 +19,40 @@ from falkit.errors import ApiError
 from falkit.types import Completed, InProgress, LogEntry, Queued, Status
 
 KNOWN = ("IN_QUEUE", "IN_PROGRESS", "COMPLETED")
+#: Parts of a ``key_id:key_secret`` key this long or longer are masked on their own too.
+MIN_SECRET_PART = 8
+
+
+class Scrubber:
+    """Masks an API key in data from upstream: the whole key, and each long ``:``-separated
+    part of it (an app may echo just the secret); in strings, dict keys and values, lists."""
+
+    def __init__(self, key: str | None, mask: str) -> None:
+        parts = {key, *(key or "").split(":")} if key else set()
+        self._secrets = sorted(
+            (p for p in parts if p and (p == key or len(p) >= MIN_SECRET_PART)),
+            key=len,
+            reverse=True,
+        )
+        self._mask = mask
+
+    def text(self, value: str) -> str:
+        for secret in self._secrets:
+            if secret in value:
+                value = value.replace(secret, self._mask)
+        return value
+
+    def __call__(self, value: Any) -> Any:
+        """``value`` with every secret masked (a copy where something changed)."""
+        if not self._secrets:
+            return value
+        if isinstance(value, str):
+            return self.text(value)
+        if isinstance(value, dict):
+            return {self(k): self(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [self(v) for v in value]
+        return value
 
 
 def parse_logs(raw: Any) -> tuple[LogEntry, ...]:
@@ -40,8 +79,11 @@ def _optional_str(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
-def parse_status(body: Any, *, request_id: str = "") -> Status:
-    """The typed status of a status body (polling or one SSE event)."""
+def parse_status(body: Any, *, request_id: str = "", scrub: Scrubber | None = None) -> Status:
+    """The typed status of a status body (polling or one SSE event); ``scrub`` masks the key
+    in it first (logs, error, metrics: anything the app wrote)."""
+    if scrub is not None:
+        body = scrub(body)
     if not isinstance(body, dict):
         raise ApiError(
             f"Fal sent a status that is not a JSON object for request {request_id}: "

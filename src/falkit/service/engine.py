@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
@@ -176,7 +177,8 @@ class JobEngine:
         live = self._live.get(job_id) if job_id else None
         if live is None or live.delivered.done():
             return False
-        live.delivered.set_result(response)
+        data = self.client.scrub(response.data)  # upstream text: the key masked, as results are
+        live.delivered.set_result(dataclasses.replace(response, data=data))
         return True
 
     # ---- the life of a job ----
