@@ -14,7 +14,9 @@ What is checked, against the emulator's request history (its platform API) and t
   the library holds (paid, never fetched);
 * unknown left — jobs still ``unknown`` after recovery.
 
-The emulator runs in a thread of this process; the falkit processes talk to it over HTTP.
+The emulator runs in a thread of this process; the falkit processes talk to it over HTTP. Its
+submits are made slow at random (before the job is queued, or between queueing it and
+answering), so kills land mid-submit often enough to leave ``unknown`` jobs of both kinds.
 ``FALKIT_RECONCILE_AFTER`` is 1 s here (a killed process's last bytes reach a loopback server
 within milliseconds; real Fal gets the 600 s default).
 
@@ -25,6 +27,7 @@ within milliseconds; real Fal gets the 600 s default).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import datetime as dt
 import functools
 import json
@@ -35,6 +38,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -154,21 +158,51 @@ def calibrate(args: list[str], env: dict[str, str], db: Path) -> tuple[float, fl
     return ended - started, ended - noted
 
 
-def kill_all(make: Any, count: int, env: dict[str, str], db: Path, rng: random.Random) -> int:
+def kill_all(
+    make: Any, count: int, env: dict[str, str], db: Path, rng: random.Random, answers: Any
+) -> int:
     """Run ``make(i)`` ``count`` times, each killed at a random moment: a quarter drawn over
-    the whole run, the rest over the part after the journal (where the submit is)."""
+    the whole run, half over the part after the journal (where the submit is), and a quarter
+    (with ``answers``, the emulator's SlowAnswers) just after Fal queued a job and before its
+    answer left."""
     total, tail = calibrate(make(-1), env, db)
     kills = 0
     for i in range(count):
-        if rng.random() < 0.25:
+        draw = rng.random()
+        if draw < 0.25:
             kills += run_and_kill(make(i), env, rng.uniform(0, total * 1.1))
+        elif draw < 0.5 and answers is not None:
+            kills += kill_mid_submit(make(i), env, answers)
         else:
             kills += run_and_kill(make(i), env, rng.uniform(0, tail * 1.1), db)
     return kills
 
 
+def kill_mid_submit(args: list[str], env: dict[str, str], answers: Any) -> bool:
+    """SIGKILL a run the moment the emulator has queued its (first) submit and holds the
+    answer back."""
+    answers.holding.clear()
+    answers.hold_next.set()
+    proc = spawn(args, env)
+    deadline = time.monotonic() + CLI_TIMEOUT
+    while not answers.holding.wait(0.01):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            answers.hold_next.clear()
+            return False
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    return True
+
+
 def trials(
-    base_url: str, home: Path, *, runs: int, batches: int, batch_jobs: int, seed: int
+    base_url: str,
+    home: Path,
+    *,
+    runs: int,
+    batches: int,
+    batch_jobs: int,
+    seed: int,
+    answers: Any = None,
 ) -> Report:
     """Kill ``runs`` generate runs and ``batches`` batch runs, recover, and check."""
     rng = random.Random(seed)
@@ -178,10 +212,10 @@ def trials(
     folder = home.parent / "batch-inputs"
     folder.mkdir(parents=True, exist_ok=True)
     if runs:
-        report.kills += kill_all(generate_args, runs, env, db, rng)
+        report.kills += kill_all(generate_args, runs, env, db, rng, answers)
     if batches:
         make = functools.partial(batch_args, folder, jobs=batch_jobs)
-        report.kills += kill_all(make, batches, env, db, rng)
+        report.kills += kill_all(make, batches, env, db, rng, answers)
     recover(env, home, report)
     check(base_url, home, report)
     return report
@@ -273,11 +307,48 @@ def unfinished_batches(db: Path) -> list[str]:
     )
 
 
-def slow_submits(emu: Any) -> None:
-    """Half the submits take 0.2 s at the emulator: a wider window for kills mid-submit."""
-    from falkit.emulator import Fault
+class SlowAnswers:
+    """ASGI middleware: some submit answers leave ``delay`` seconds after the job was queued
+    (a kill then leaves a job Fal accepted without its request id: reconciled as found).
 
-    emu.faults.add(Fault(route="submit", kind="slow", delay=0.2, probability=0.5, times=None))
+    ``hold_next`` makes the next submit's answer one of them for sure, and ``holding`` is set
+    while it waits: a kill aimed at that moment."""
+
+    def __init__(self, app: Any, rng: random.Random, delay: float = 0.3, share: float = 0.3):
+        self.app, self.rng, self.delay, self.share = app, rng, delay, share
+        self.hold_next = threading.Event()
+        self.holding = threading.Event()
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        submit = scope["type"] == "http" and scope["method"] == "POST"
+        if not (submit and str(scope["path"]).startswith("/queue/")):
+            await self.app(scope, receive, send)
+            return
+        aimed = self.hold_next.is_set()
+        self.hold_next.clear()
+        if not aimed and self.rng.random() > self.share:
+            await self.app(scope, receive, send)
+            return
+
+        async def slow(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                if aimed:
+                    self.holding.set()
+                await asyncio.sleep(self.delay)
+            await send(message)
+
+        await self.app(scope, receive, slow)
+
+
+def emulator(config: Any, seed: int = 0) -> Any:
+    """An emulator (not started) with slow submits: 30 % wait 0.2 s before the job is queued,
+    30 % of the others answer 0.2 s after it was: wider windows for kills mid-submit."""
+    from falkit.emulator import EmulatorServer, Fault
+
+    server = EmulatorServer(config)
+    server.app = SlowAnswers(server.app, random.Random(seed))
+    server.faults.add(Fault(route="submit", kind="slow", delay=0.2, probability=0.3, times=None))
+    return server
 
 
 def main() -> None:
@@ -288,15 +359,14 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=11, help="seed of the kill moments")
     parser.add_argument("--latency", type=float, default=0.5, help="emulated job seconds")
     options = parser.parse_args()
-    from falkit.emulator import EmulatorConfig, run_emulator
+    from falkit.emulator import EmulatorConfig
 
     config = EmulatorConfig(latency=options.latency, concurrency=8, plain_images=True)
-    with tempfile.TemporaryDirectory() as tmp, run_emulator(config) as emu:
-        slow_submits(emu)
+    with tempfile.TemporaryDirectory() as tmp, emulator(config, options.seed) as emu:
         started = time.monotonic()
         report = trials(
             emu.base_url, Path(tmp) / "home", runs=options.runs, batches=options.batches,
-            batch_jobs=options.batch_jobs, seed=options.seed,
+            batch_jobs=options.batch_jobs, seed=options.seed, answers=emu.app,
         )  # fmt: skip
         figures = {k: v for k, v in asdict(report).items() if k != "details"}
         figures["seconds"] = round(time.monotonic() - started, 1)

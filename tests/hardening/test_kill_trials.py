@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from falkit.emulator import EmulatorConfig, EmulatorServer, run_emulator
+from falkit.emulator import EmulatorConfig, EmulatorServer
 
 BENCH = Path(__file__).parents[2] / "bench"
 
@@ -26,8 +26,7 @@ def kill_trials(monkeypatch: pytest.MonkeyPatch) -> Any:
 @pytest.fixture
 def emu(kill_trials: Any) -> Iterator[EmulatorServer]:
     config = EmulatorConfig(latency=0.3, concurrency=8, plain_images=True)
-    with run_emulator(config) as server:
-        kill_trials.slow_submits(server)
+    with kill_trials.emulator(config, seed=5) as server:
         yield server
 
 
@@ -36,8 +35,9 @@ def test_killed_runs_recover_without_duplicates_losses_or_unknowns(
     kill_trials: Any, emu: EmulatorServer, tmp_path: Path
 ) -> None:
     report = kill_trials.trials(
-        emu.base_url, tmp_path / "home", runs=8, batches=2, batch_jobs=4, seed=20261201
-    )
+        emu.base_url, tmp_path / "home", runs=8, batches=2, batch_jobs=4, seed=20261201,
+        answers=emu.app,
+    )  # fmt: skip
     assert report.kills > 0
     assert report.journaled_jobs > 0
     assert report.submits == emu.stats.submits
