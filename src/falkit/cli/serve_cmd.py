@@ -111,6 +111,7 @@ async def _run_server(
 
     from falkit.service import FalService
     from falkit.service.engine import EngineOptions
+    from falkit.web import pages
     from falkit.web.app import create_app
 
     engine = EngineOptions(webhook_url=options.webhook_url, webhook_grace=webhook_grace)
@@ -120,7 +121,8 @@ async def _run_server(
         sock = _bind(options.host, port)
         url = f"http://{_url_host(options.host)}:{sock.getsockname()[1]}"
         config = uvicorn.Config(
-            create_app(service, options), ws="none", access_log=access_log,
+            create_app(service, options, routers=pages.routers()), ws="none",
+            access_log=access_log,
             log_level="info" if access_log else "warning", timeout_graceful_shutdown=5,
             timeout_keep_alive=30, backlog=4096,
         )  # fmt: skip

@@ -6,6 +6,7 @@ server's engine runs it.
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import TYPE_CHECKING, Annotated, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
@@ -37,6 +38,15 @@ async def running_handle(service: FalService, job_id: str) -> JobHandle | None:
     return engine.get(job_id)
 
 
+async def lora_needle(service: FalService, lora: str | None) -> str | None:
+    """What a job's arguments hold for a LoRA filter: a library LoRA's weights URL, or the
+    text given (a URL)."""
+    if not lora or not lora.strip():
+        return None
+    record = await (await service.store()).get_lora(lora.strip())
+    return record.url if record is not None else lora.strip()
+
+
 class JobList(BaseModel):
     jobs: list[JobOut]
     next_offset: int | None = Field(description="Offset of the next page, None on the last")
@@ -57,6 +67,10 @@ async def list_jobs(
     kind: Annotated[Literal["image", "training"] | None, Query()] = None,
     model: Annotated[str | None, Query(max_length=200)] = None,
     batch_id: Annotated[str | None, Query(max_length=200)] = None,
+    starred: Annotated[bool | None, Query(description="Only starred (or unstarred) jobs")] = None,
+    lora: Annotated[str | None, Query(max_length=4096, description="LoRA name or URL")] = None,
+    since: Annotated[dt.datetime | None, Query(description="Created at or after")] = None,
+    until: Annotated[dt.datetime | None, Query(description="Created before")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 20,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> JobList:
@@ -64,7 +78,8 @@ async def list_jobs(
     service = state.service
     records = await service.list_jobs(
         search=search, limit=offset + limit + 1, status=status, kind=kind, model=model,
-        batch_id=batch_id,
+        batch_id=batch_id, starred=starred, lora=await lora_needle(service, lora),
+        since=since, until=until,
     )  # fmt: skip
     page = records[offset : offset + limit]
     more = len(records) > offset + limit

@@ -63,6 +63,7 @@ class JobOut(BaseModel):
     arguments: dict[str, Any]
     images: list[ImageOut]
     timings: dict[str, Any]
+    starred: bool = Field(False, description="Marked in the gallery (POST /jobs/{id}/star)")
     links: JobLinks
 
 
@@ -107,6 +108,7 @@ def job_view(
     live = handle is not None and not handle.done
     data["state"] = handle.state if live and handle is not None else record.status
     data["position"] = handle.position if live and handle is not None else None
+    data["starred"] = record.starred
     data["links"] = job_links(request, record.id)
     return data
 
