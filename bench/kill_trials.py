@@ -31,6 +31,7 @@ import asyncio
 import datetime as dt
 import functools
 import json
+import logging
 import os
 import random
 import signal
@@ -65,8 +66,8 @@ class Report:
     lost: int = 0
     unknown_left: int = 0
     recovery_rounds: int = 0
-    unknown_seen: int = 0
-    """Jobs ``unknown`` before a reconcile (summed over recovery rounds)."""
+    unknown_after_resume: int = 0
+    """Unknown jobs `jobs resume` left for a later `jobs reconcile` (too recent to release)."""
     found_at_fal: int = 0
     """Unknown jobs reconciled as found in Fal's request history (reattached)."""
     never_arrived: int = 0
@@ -227,10 +228,12 @@ def recover(env: dict[str, str], home: Path, report: Report) -> None:
     db = home / "falkit.db"
     while True:
         report.recovery_rounds += 1
-        cli(["jobs", "resume"], env)
+        resumed = cli(["jobs", "resume"], env)  # reconciles first: its notes tell the verdicts
+        report.found_at_fal += resumed.stderr.count("reached Fal as request")
+        report.never_arrived += resumed.stderr.count("never reached Fal")
         for batch_id in unfinished_batches(db):
             cli(["batch", "resume", batch_id], env)
-        report.unknown_seen += by_status(db).get("unknown", 0)
+        report.unknown_after_resume += by_status(db).get("unknown", 0)
         done = cli(["jobs", "reconcile", "--json"], env)
         verdicts = Counter(row["verdict"] for row in json.loads(done.stdout or "[]"))
         report.found_at_fal += verdicts["found"]
@@ -361,6 +364,7 @@ def main() -> None:
     options = parser.parse_args()
     from falkit.emulator import EmulatorConfig
 
+    logging.getLogger("uvicorn.error").setLevel(logging.CRITICAL)  # clients killed mid-request
     config = EmulatorConfig(latency=options.latency, concurrency=8, plain_images=True)
     with tempfile.TemporaryDirectory() as tmp, emulator(config, options.seed) as emu:
         started = time.monotonic()
