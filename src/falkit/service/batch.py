@@ -33,8 +33,8 @@ from falkit.service.batch_output import Row, place_images, write_html, write_man
 from falkit.service.batch_plan import BatchPlan, plan_batch, plan_from_spec
 from falkit.service.batch_run import BatchRun, OnUpdate
 from falkit.service.budget import Budget, check_limit
-from falkit.service.reconcile import settle_batch
 from falkit.service.checks import check_out_dir
+from falkit.service.reconcile import settle_batch
 
 if TYPE_CHECKING:
     from falkit.service.core import FalService
