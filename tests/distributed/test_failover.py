@@ -1,0 +1,69 @@
+"""Workers die or stall mid-job: another finishes it, with one submit and one write."""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import httpx
+
+from tests.distributed.helpers import Cluster, start_image, submitter_pid, until
+
+
+async def test_kill_9_of_the_following_worker(cluster: Cluster) -> None:
+    workers = {w.pid: w for w in (cluster.worker("w1"), cluster.worker("w2"))}
+    _, url_a = cluster.replica("a")
+    _, url_b = cluster.replica("b")
+    job_id = await start_image(url_a, "a lighthouse, killed worker", seed=7)
+    record = await until(lambda: _submitted(cluster, job_id))
+    workers[submitter_pid(record)].signal(signal.SIGKILL)
+    killed = time.monotonic()
+    await until(lambda: _completed(cluster, job_id), timeout=30)
+    assert time.monotonic() - killed < 30
+    assert cluster.emulator.stats()["submits"] == 1
+    await _stored_once(cluster, job_id)
+    async with httpx.AsyncClient(base_url=url_b, timeout=30) as client:
+        job = (await client.get(f"/api/v1/jobs/{job_id}")).json()
+        assert job["status"] == "completed"
+        image = await client.get(job["images"][0]["url"])
+        assert image.status_code == 200
+        assert image.headers["content-type"] in ("image/jpeg", "image/png")
+        assert image.content[:2] in (b"\xff\xd8", b"\x89P")
+
+
+async def test_a_paused_worker_wakes_after_another_finished_its_job(cluster: Cluster) -> None:
+    workers = {w.pid: w for w in (cluster.worker("w1"), cluster.worker("w2"))}
+    _, url_a = cluster.replica("a")
+    job_id = await start_image(url_a, "a lighthouse, paused worker", seed=8)
+    record = await until(lambda: _submitted(cluster, job_id))
+    paused = workers[submitter_pid(record)]
+    paused.signal(signal.SIGSTOP)
+    try:
+        done = await until(lambda: _completed(cluster, job_id), timeout=30)
+    finally:
+        paused.signal(signal.SIGCONT)
+    # The woken worker carries on with its (stale) run to its end: a second successful
+    # run of the same queue task, which must neither submit nor write again.
+    await until(lambda: f"job {job_id}: run ended" in paused.log.read_text(), timeout=30)
+    assert cluster.emulator.stats()["submits"] == 1
+    again = await cluster.job(job_id)
+    assert again["completed_at"] == done["completed_at"]
+    await _stored_once(cluster, job_id)
+
+
+async def _stored_once(cluster: Cluster, job_id: str) -> None:
+    images = await cluster.sql("SELECT local_path FROM images WHERE job_id = $1", job_id)
+    assert len(images) == 1
+    assert str(images[0]["local_path"]).startswith("s3://falkit-images/library/")
+    versions = cluster.moto.versions()
+    assert [count for key, count in versions.items() if job_id in key] == [1]
+
+
+async def _submitted(cluster: Cluster, job_id: str) -> object:
+    record = await cluster.job(job_id)
+    return record if record is not None and record["request_id"] else None
+
+
+async def _completed(cluster: Cluster, job_id: str) -> object:
+    record = await cluster.job(job_id)
+    return record if record is not None and record["status"] == "completed" else None
