@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     key_secret: SecretStr | None = Field(None, validation_alias="FAL_KEY_SECRET", repr=False)
     home: Path = Field(default_factory=_default_home, validation_alias="FALKIT_HOME")
     database_url: str | None = Field(None, validation_alias="FALKIT_DATABASE_URL")
+    storage_url: str | None = Field(None, validation_alias="FALKIT_STORAGE_URL")
+    """Where images are kept: None for FALKIT_HOME/images, or ``s3://bucket/prefix`` (any
+    S3-compatible store; its endpoint and keys come from the usual AWS_* variables)."""
     queue_url: str = Field("https://queue.fal.run", validation_alias="FALKIT_QUEUE_URL")
     run_url: str = Field("https://fal.run", validation_alias="FALKIT_RUN_URL")
     rest_url: str = Field("https://rest.fal.ai", validation_alias="FALKIT_REST_URL")
@@ -90,7 +93,8 @@ class Settings(BaseSettings):
         """Every ``*_url`` setting but the database's is a base http(s) URL: a bad one is a
         one-line error naming its variable now, not a failed request after a job was journaled."""
         name = info.field_name or ""
-        if name.endswith("_url") and name != "database_url" and isinstance(value, str):
+        local = ("database_url", "storage_url")
+        if name.endswith("_url") and name not in local and isinstance(value, str):
             why = url_problem(value)
             if why is not None:
                 raise ValueError(f"{value[:100]!r} {why}")

@@ -18,6 +18,7 @@ from falkit.cli import (
     models_cmd,
     open_cmd,
     serve_cmd,
+    worker_cmd,
 )
 from falkit.cli.common import State
 
@@ -56,6 +57,7 @@ lora_cmd.register(app)
 batch_cmd.register(app)
 mcp_cmd.register(app)
 serve_cmd.register(app)
+worker_cmd.register(app)
 open_cmd.register(app)
 keys_cmd.register(app)
 doctor_cmd.register(app)

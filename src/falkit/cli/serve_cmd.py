@@ -47,6 +47,12 @@ def serve(
         200, "--max-upload-mb", min=1, help="Largest upload (LoRA training set) in MiB."
     ),
     access_log: bool = typer.Option(False, "--access-log", help="Log every request."),
+    no_worker: bool = typer.Option(
+        False,
+        "--no-worker",
+        help="API only: jobs run on `falkit worker` processes sharing FALKIT_DATABASE_URL "
+        "(PostgreSQL; see docs/deploy.md).",
+    ),
 ) -> None:
     """Serve falkit's HTTP API: start jobs, follow their events (SSE), LoRAs, batches.
 
@@ -63,7 +69,7 @@ def serve(
             host=host, api_token=token, public_url=public_url or settings.public_url,
             jwks_url=settings.jwks_url, max_upload_bytes=max_upload_mb * MB,
         )  # fmt: skip
-        return _serve(options, port, emulator, max_spend_usd, webhook_grace, access_log)
+        return _serve(options, port, emulator, max_spend_usd, webhook_grace, access_log, no_worker)
 
     run(main)
 
@@ -75,6 +81,7 @@ async def _serve(
     max_spend_usd: float | None,
     webhook_grace: float,
     access_log: bool,
+    no_worker: bool = False,
 ) -> None:
     import contextlib
     import dataclasses
@@ -96,7 +103,9 @@ async def _serve(
             stderr().print("[yellow]Offline emulator:[/] images are placeholders.")
         else:
             settings = settings_for(None)
-        await _run_server(settings, options, port, max_spend_usd, webhook_grace, access_log)
+        await _run_server(
+            settings, options, port, max_spend_usd, webhook_grace, access_log, no_worker
+        )
 
 
 async def _run_server(
@@ -106,9 +115,12 @@ async def _run_server(
     max_spend_usd: float | None,
     webhook_grace: float,
     access_log: bool,
+    no_worker: bool = False,
 ) -> None:
     import uvicorn
 
+    from falkit.distributed.serve import replica
+    from falkit.distributed.worker import WorkerOptions
     from falkit.service import FalService
     from falkit.service.engine import EngineOptions
     from falkit.web import pages
@@ -129,9 +141,11 @@ async def _run_server(
         if options.webhook_url:
             stderr().print(f"Fal webhooks: {options.webhook_url}")
         stderr().print(f"falkit API at {url}/api/v1 (OpenAPI: {url}/openapi.json)")
-        sys.stdout.write(f"serving {url}\n")
-        sys.stdout.flush()
-        await uvicorn.Server(config).serve(sockets=[sock])
+        worker = None if no_worker else WorkerOptions(webhook_grace=webhook_grace)
+        async with replica(service, worker=worker, required=no_worker):
+            sys.stdout.write(f"serving {url}\n")
+            sys.stdout.flush()
+            await uvicorn.Server(config).serve(sockets=[sock])
 
 
 def _bind(host: str, port: int) -> socket.socket:

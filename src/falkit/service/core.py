@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from falkit.service.loras import LoraPlan
     from falkit.service.reconcile import Reconciled
     from falkit.service.training import TrainingResult
+    from falkit.storage import ImageStorage
     from falkit.store import JobRecord, JobStore, LoraRecord
 
 
@@ -57,6 +58,7 @@ class FalService:
         self._store: JobStore | None = None
         self._engine: JobEngine | None = None
         self._engine_options = engine_options
+        self._storage: ImageStorage | None = None
         self._lock = asyncio.Lock()
         self.budget = Budget(
             spend_cap, name="spend cap", hint="a larger spend cap (e.g. --max-spend-usd)"
@@ -140,6 +142,14 @@ class FalService:
 
     async def http(self) -> httpx.AsyncClient:
         return self.client().http
+
+    def storage(self) -> ImageStorage:
+        """Where images are kept: FALKIT_HOME/images, or FALKIT_STORAGE_URL (a bucket)."""
+        if self._storage is None:
+            from falkit.storage import open_storage
+
+            self._storage = open_storage(self.settings)
+        return self._storage
 
     async def engine(self) -> JobEngine:
         """The job engine (one per service, started on first use)."""
@@ -488,6 +498,8 @@ class FalService:
         live = engine.get(job.id)
         if live is not None:
             return live
+        if engine.dispatcher is not None:  # a cluster: read the job's events from its bus
+            return await engine.dispatcher.watch(job)
         from falkit.service.jobs import ended_handle
 
         if job.finished or job.status == "submitting":

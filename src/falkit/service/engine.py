@@ -21,7 +21,7 @@ import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from falkit.errors import (
     ApiError,
@@ -63,6 +63,25 @@ UNCERTAIN_HINT = (
     "looks it up in Fal's request history: reattached if it arrived, else sent once"
 )
 CANCEL_WORDS = ("cancelled", "canceled", "request_cancelled")
+
+
+class Dispatcher(Protocol):
+    """Runs this engine's jobs on a cluster's workers instead (falkit.distributed): the
+    engine prepares and journals a job, then ``run`` has a worker take it and mirrors the
+    job's events into its handle until it ends. Deliveries and cancels for jobs that run
+    elsewhere are passed on to whichever worker runs them."""
+
+    async def run(self, live: LiveJob) -> None: ...
+
+    def deliver(self, request_id: str, response: FalResponse) -> bool: ...
+
+    def follow_now(self, request_id: str) -> bool: ...
+
+    async def cancel(self, live: LiveJob) -> str: ...
+
+    async def watch(self, record: JobRecord) -> JobHandle:
+        """A handle on a job that runs (or ran) anywhere in the cluster, fed by its bus."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -109,6 +128,10 @@ class JobEngine:
         self._hooked: dict[str, asyncio.Event] = {}  # job id -> set to follow it now
         self._finishing = asyncio.Semaphore(self.options.finish_slots)
         self._closed = False
+        self.sink: Callable[[Event], object] | None = None
+        """Also given every event of every job launched here (a cluster's event bus)."""
+        self.dispatcher: Dispatcher | None = None
+        """Set on a cluster's API replicas: jobs run on its workers (falkit.distributed)."""
 
     # ---- starting ----
 
@@ -138,7 +161,7 @@ class JobEngine:
         if record is None and prepare is None:
             raise ValueError("launch needs a journaled record or a prepare step")
         held = reserve_all(tuple(budgets), job_id, estimate, what)
-        live = LiveJob(job_id, kind, record, estimate, held, logs)
+        live = LiveJob(job_id, kind, record, estimate, held, logs, sink=self.sink)
         if record is not None:
             live.state = record.status if record.request_id is None else "queued"
         for note in notes:
@@ -175,6 +198,8 @@ class JobEngine:
         """
         job_id = self._by_request.get(request_id)
         live = self._live.get(job_id) if job_id else None
+        if live is None and self.dispatcher is not None:
+            return self.dispatcher.deliver(request_id, response)
         if live is None or live.delivered.done():
             return False
         data = self.client.scrub(response.data)  # upstream text: the key masked, as results are
@@ -189,6 +214,9 @@ class JobEngine:
                 assert prepare is not None
                 live.state = "preparing"
                 live.record = await prepare(live.publish)
+            if self.dispatcher is not None:  # a cluster's worker runs it; its events mirrored
+                await self.dispatcher.run(live)
+                return
             request = await self._submitted(live)
             response = await self._followed(live, request)
             live.state = "downloading"
@@ -407,6 +435,8 @@ class JobEngine:
             if done is not None:
                 return f"ALREADY_{done.state.upper()}"
             raise LookupFailedError(f"job {job_id} is not running here")
+        if self.dispatcher is not None and live.record is not None:
+            return await self.dispatcher.cancel(live)
         live.cancel_requested = True
         while live.request is None and live.state == "submitting" and not live.done:
             await live.changed()  # a POST on the wire: cancel what it queued
@@ -463,7 +493,7 @@ class JobEngine:
         error or no output, a cancel); False if no job here waits for one."""
         wake = self._hooked.get(self._by_request.get(request_id, ""))
         if wake is None:
-            return False
+            return self.dispatcher is not None and self.dispatcher.follow_now(request_id)
         wake.set()
         return True
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from falkit.catalog import ImageOutput, ModelSpec, get_model
 from falkit.events import DownloadingEvent
-from falkit.service.downloads import copy_out, save_image, slug
+from falkit.service.downloads import EXTENSIONS, copy_out, fetch_image, inspect_image, slug
 from falkit.service.results import GenerationResult
 from falkit.types import FalResponse
 
@@ -83,24 +84,27 @@ async def _keep(
 
     image = output.images[index]
     stem = f"{job.id}_{index}_{slug(job.prompt or job.model)}"
-    kept = await save_image(
+    data, kind, width, height = await fetch_image(
         await service.http(),
         image.url,
         declared_type=image.content_type,
         folder=folder,
-        stem=stem,
         metadata={**metadata, "index": index},
     )
+    # Written once: a job finished twice (its task run again) keeps the first file.
+    kept = await service.storage().put_new(f"{folder.name}/{stem}.{EXTENSIONS[kind]}", data, kind)
+    if not kept.written:
+        kind, width, height = inspect_image(kept.data, None)
     nsfw = output.has_nsfw_concepts[index] if index < len(output.has_nsfw_concepts) else None
     return NewImage(
         index=index,
         url=image.url if not image.url.startswith("data:") else "data:",
-        local_path=str(kept.path),
-        sha256=kept.sha256,
-        size_bytes=kept.size_bytes,
-        width=kept.width,
-        height=kept.height,
-        content_type=kept.content_type,
+        local_path=kept.location,
+        sha256=hashlib.sha256(kept.data).hexdigest(),
+        size_bytes=len(kept.data),
+        width=width,
+        height=height,
+        content_type=kind,
         nsfw=nsfw,
     )
 

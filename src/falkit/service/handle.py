@@ -53,6 +53,8 @@ class LiveJob:
     _next_seq: int = 1
     _changed: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
     _watchers: list[Callable[[str], object]] = field(default_factory=list, repr=False)
+    sink: Callable[[Event], object] | None = field(default=None, repr=False)
+    """Also given every event published (a cluster's event bus: falkit.distributed)."""
     outcome: asyncio.Future[Any] = field(init=False, repr=False)
     delivered: asyncio.Future[FalResponse] = field(init=False, repr=False)
 
@@ -86,6 +88,20 @@ class LiveJob:
             event = dataclasses.replace(event, job_id=self.job_id)
         numbered = event.numbered(self._next_seq)
         self._next_seq += 1
+        self._keep(numbered)
+        if self.sink is not None:
+            self.sink(numbered)
+        return numbered
+
+    def relay(self, event: Event) -> None:
+        """Keep an event numbered elsewhere (by the cluster worker running the job, read from
+        the event bus) with its own seq; one not past the last kept is dropped."""
+        if self._seqs and event.seq <= self._seqs[-1]:
+            return
+        self._next_seq = event.seq + 1
+        self._keep(event)
+
+    def _keep(self, numbered: Event) -> None:
         self.events.append(numbered)
         self._seqs.append(numbered.seq)
         if len(self.events) > MAX_EVENTS:
@@ -94,7 +110,6 @@ class LiveJob:
             del self._seqs[:cut]
             self.dropped += cut
         self._wake()
-        return numbered
 
     def finish(self, result: Any = None, error: BaseException | None = None) -> None:
         """Settle the outcome once (later calls are ignored) and wake subscribers."""

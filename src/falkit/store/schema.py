@@ -17,7 +17,7 @@ from falkit.errors import StoreError
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
 
-HEAD_REVISION = "0003"  # the newest file in migrations/versions; append-only
+HEAD_REVISION = "0004"  # the newest file in migrations/versions; append-only
 VERSION_TABLE = "falkit_alembic_version"
 SCRIPT_LOCATION = "falkit.store:migrations"
 _MIGRATION_LOCK_KEY = 0x66616C6B6974  # "falkit", for pg_advisory_xact_lock

@@ -7,11 +7,11 @@ served, so ``..``, absolute paths, encoded slashes and symlinks out all end in 4
 
 from __future__ import annotations
 
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, Response
 
 from falkit.errors import LookupFailedError
 from falkit.web.errors import responses
@@ -64,6 +64,20 @@ def file_response(path: Path, kind: str) -> FileResponse:
 
 
 @router.get("/images/{path:path}", responses={**FILE_DOC, **responses(401, 403, 404)})
-async def library_image(path: str, state: State) -> FileResponse:
-    """An image from the library (FALKIT_HOME/images), never anything outside it."""
+async def library_image(path: str, state: State) -> Response:
+    """An image from the library (FALKIT_HOME/images, or the FALKIT_STORAGE_URL bucket),
+    never anything outside it."""
+    if state.service.settings.storage_url:
+        return await stored_image(state, path)
     return file_response(*inside(state.images_root, path, IMAGE_TYPES))
+
+
+async def stored_image(state: WebState, key: str) -> Response:
+    """An image read from object storage by key (checked as strictly as a path)."""
+    kind = IMAGE_TYPES.get(PurePosixPath(key).suffix.lower())
+    parts = key.split("/")
+    if kind is None or "\x00" in key or "\\" in key or any(p in ("", ".", "..") for p in parts):
+        raise LookupFailedError(f"no such file: {key}")
+    data = await state.service.storage().get(key)
+    headers = {"X-Content-Type-Options": "nosniff", "Cache-Control": "private, max-age=3600"}
+    return Response(data, media_type=kind, headers=headers)

@@ -78,8 +78,8 @@ async def stream_handle(state: WebState, job_id: str) -> JobHandle:
     if service.enabled:
         engine = await service.engine()
         live = engine.get(record.id)
-        if live is not None:
-            return live
+        if live is not None or engine.dispatcher is not None:  # a cluster: from its bus
+            return live or await service.handle(record.id)
     if not record.finished and record.request_id is None:
         raise LookupFailedError(
             f"job {record.id} is {record.status} and not running in this server; "

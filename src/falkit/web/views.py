@@ -80,6 +80,9 @@ def image_url(request: Request, images_root: Path, local_path: str | None) -> st
     """``{base}/images/<path in the library>``, or None for a file outside the library."""
     if not local_path:
         return None
+    if "://" in local_path:  # in object storage (FALKIT_STORAGE_URL): served by its key
+        key = request.app.state.web.service.storage().key_of(local_path)
+        return f"{base_url(request)}/images/{quote(key)}" if key else None
     try:
         relative = Path(local_path).resolve().relative_to(images_root.resolve())
     except (ValueError, OSError):
