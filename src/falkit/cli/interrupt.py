@@ -51,6 +51,12 @@ async def _on_interrupt(handle: JobHandle, view: ProgressView) -> None:
             "running; `falkit jobs resume` will fetch its images"
         )
         return
+    if record is not None and record.status in ("unknown", "submitting"):
+        console.print(  # a POST cut off after it left: only Fal's history can tell
+            f"interrupted while job {handle.job_id} was being submitted: it may have reached "
+            "Fal; `falkit jobs reconcile` looks it up (reattached if it arrived, else sent once)"
+        )
+        return
     console.print(
         f"interrupted before job {handle.job_id} was sent: nothing reached Fal; "
         f"`falkit jobs resume` sends it, `falkit jobs cancel {handle.job_id}` drops it"

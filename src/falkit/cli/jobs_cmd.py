@@ -115,7 +115,8 @@ def retry(
     json_out: bool = JSON_OPTION,
     emulator: bool = EMULATOR_OPTION,
 ) -> None:
-    """Submit a failed, cancelled or unknown job again as a new job (may be paid twice)."""
+    """Submit a failed or cancelled job again as a new job (paid again). An unknown job is
+    reconciled first: reattached if it reached Fal, sent itself if it never did."""
     result = run(lambda: _retry(job_id, emulator, quiet=json_out))
     if json_out:
         print_json(result.to_json())
