@@ -57,3 +57,39 @@ async def test_a_request_sent_long_after_the_job_is_not_its(emu: EmulatorServer)
     assert (verdict.job_id, verdict.verdict) == (job.id, "released")
     assert result.request_id != other.request_id
     assert emu.stats.submits == 2
+
+
+async def test_a_job_older_than_the_history_is_never_released(emu: EmulatorServer) -> None:
+    """Not found, but its submit was 31 days ago: Fal's history may have forgotten it."""
+    async with service_for(emu) as service:
+        job = await journal_unknown(service, "long ago", seed=9)
+        with sqlite3.connect(service.settings.home / "falkit.db") as conn:
+            conn.execute(
+                "UPDATE jobs SET created_at = datetime(created_at, '-31 days'), "
+                "updated_at = datetime(updated_at, '-31 days') WHERE id = ?",
+                (job.id,),
+            )
+        ((verdict, result),) = await service.reconcile()
+        assert (await service.get_job(job.id)).status == "unknown"
+    assert verdict.verdict == "waiting"
+    assert "older than" in verdict.message
+    assert result is None
+    assert emu.stats.submits == 0
+
+
+async def test_release_unknown_moves_only_unknown_jobs_without_a_request_id(
+    emu: EmulatorServer,
+) -> None:
+    async with service_for(emu) as service:
+        store = await service.store()
+        job = await journal_unknown(service, "to release", seed=10)
+        released = await store.release_unknown(job.id)
+        assert (released.status, released.error, released.submitter) == ("pending", None, None)
+        assert (await store.release_unknown(job.id)).status == "pending"  # left as stored
+        other = await journal_unknown(service, "found meanwhile", seed=11)
+        await store.set_submitted(
+            other.id, request_id="r-1", status_url="s", response_url="r", cancel_url="c"
+        )
+        await store.fail_job(other.id, error="lost track", status="unknown")
+        kept = await store.release_unknown(other.id)  # it has a request id: reattach instead
+        assert (kept.status, kept.request_id) == ("unknown", "r-1")

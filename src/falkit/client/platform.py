@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 HISTORY_PATH = "/models/requests/by-endpoint"
 PAGE_SIZE = 100  # Fal's maximum
-MAX_PAGES = 20
+MAX_PAGES = 50  # 5,000 requests of one endpoint since the oldest unknown job
 _LIST_KEYS = ("items", "requests", "data", "results")
 _ID_KEYS = ("request_id", "id")
 _INPUT_KEYS = ("json_input", "input", "payload", "arguments")

@@ -14,9 +14,10 @@ Fal's platform API keeps a request history per endpoint with each request's inpu
   history may lag, and may list a request only once it has ended): the submit never arrived,
   so the job goes back to ``pending`` and is submitted once (a batch's job waits for
   ``falkit batch resume``, which keeps the batch's budget).
-* **waiting** — anything less certain (too recent, the history unreadable or cut short, or
-  requests in the window listed without their input): the job stays ``unknown`` and a later
-  ``falkit jobs reconcile`` looks again. Doubt never sends a job.
+* **waiting** — anything less certain (too recent; older than ``HISTORY_KEPT``, 30 days, which
+  Fal's history may no longer cover; the history unreadable or cut short; requests in the
+  window listed without their input): the job stays ``unknown`` and a later ``falkit jobs
+  reconcile`` looks again. Doubt never sends a job.
 
 The time window is from the job's creation to its last update (when it was marked
 ``unknown``), widened by ``MARGIN`` for clock skew between this machine and Fal. Inputs match
@@ -43,6 +44,9 @@ if TYPE_CHECKING:
 MARGIN = dt.timedelta(minutes=5)
 """Clock skew allowed between this machine and Fal's history on either side of a window."""
 MAX_JOBS = 100_000
+HISTORY_KEPT = dt.timedelta(days=30)
+"""How far back Fal's request history is trusted to be complete: an unknown job older than
+this is never taken as "never arrived" (found is still found)."""
 UNKNOWN_HINT = (
     "the submit may have reached Fal, so it was not sent again; "
     "`falkit jobs reconcile` looks it up in Fal's request history: reattached if it "
@@ -107,14 +111,23 @@ async def reconcile(
     by_endpoint: dict[str, list[JobRecord]] = defaultdict(list)
     for job in sorted(unknown, key=lambda job: (job.created_at, job.id)):
         by_endpoint[job.endpoint_id].append(job)
+    limits = _Limits(cutoff=current - delay, oldest=current - HISTORY_KEPT)
     done: list[Reconciled] = []
     for endpoint_id, jobs in by_endpoint.items():
-        done += await _endpoint(store, client, endpoint_id, jobs, current - delay)
+        done += await _endpoint(store, client, endpoint_id, jobs, limits)
     return done
 
 
+@dataclass(frozen=True)
+class _Limits:
+    """Only a job last updated between ``oldest`` and ``cutoff`` may be released."""
+
+    cutoff: dt.datetime
+    oldest: dt.datetime
+
+
 async def _endpoint(
-    store: JobStore, client: FalClient, endpoint_id: str, jobs: list[JobRecord], cutoff: dt.datetime
+    store: JobStore, client: FalClient, endpoint_id: str, jobs: list[JobRecord], limits: _Limits
 ) -> list[Reconciled]:
     """Reconcile the unknown jobs of one endpoint against one read of its history."""
     start = min(job.created_at for job in jobs) - MARGIN
@@ -128,7 +141,7 @@ async def _endpoint(
     for job in jobs:
         entry = await _match(store, job, history, taken)
         if entry is None:
-            done.append(await _missing(store, job, history, cutoff))
+            done.append(await _missing(store, job, history, limits))
             continue
         taken.add(entry.request_id)
         handle = client.handle(job.endpoint_id, entry.request_id)
@@ -176,15 +189,19 @@ async def _held_by_other(store: JobStore, request_id: str, job_id: str) -> bool:
 
 
 async def _missing(
-    store: JobStore, job: JobRecord, history: History, cutoff: dt.datetime
+    store: JobStore, job: JobRecord, history: History, limits: _Limits
 ) -> Reconciled:
     """No request of the history is this job's: release it when that is certain."""
     if not history.complete:
         return _waiting(job, "Fal's request history has more pages than were read")
     if any(entry.payload is None and _in_window(entry, job) for entry in history.entries):
         return _waiting(job, "Fal's request history lists requests without their input")
-    if job.updated_at > cutoff:
-        return _waiting(job, _too_recent(job, cutoff))
+    if job.updated_at > limits.cutoff:
+        return _waiting(job, _too_recent(job, limits.cutoff))
+    if job.updated_at < limits.oldest:
+        return _waiting(
+            job, "older than Fal's request history is known to keep; check the dashboard"
+        )
     record = await store.release_unknown(job.id)
     if record.status != "pending":
         return _waiting(record, f"it is {record.status} now")
