@@ -120,7 +120,7 @@ async def _settled(
     service: FalService, job_id: str, on_progress: ProgressCallback | None
 ) -> JobRecord | None:
     """The unknown job's record once reconciling placed it (found or released), else None."""
-    for done in await reconcile(service):
+    for done in await reconcile(service, job_id=job_id):
         if done.job_id == job_id:
             await emit(on_progress, NoteEvent(job_id, done.message))
             return done.record if done.verdict != "waiting" else None

@@ -96,13 +96,14 @@ async def reconcile(
     *,
     kind: str | None = None,
     batch_id: str | None = None,
+    job_id: str | None = None,
     now: dt.datetime | None = None,
 ) -> list[Reconciled]:
-    """Look every ``unknown`` job (of ``kind`` or ``batch_id``, if given) up in Fal's request
-    history, and place it: found, released or waiting (see the module docstring)."""
+    """Look every ``unknown`` job (of ``kind``, ``batch_id`` or just ``job_id``, if given) up
+    in Fal's request history, and place it: found, released or waiting (module docstring)."""
     store = await service.store()
     unknown = await store.list_jobs(status="unknown", kind=kind, batch_id=batch_id, limit=MAX_JOBS)
-    unknown = [job for job in unknown if job.request_id is None]
+    unknown = [j for j in unknown if j.request_id is None and job_id in (None, j.id)]
     if not unknown:
         return []
     client = service.client()
