@@ -12,6 +12,7 @@ This module is pure and cheap to import: no environment reads, no I/O.
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import Any
 
@@ -146,6 +147,26 @@ def _holds_surrogate(value: Any) -> bool:
     if isinstance(value, list):
         return any(_holds_surrogate(v) for v in value)
     return False
+
+
+def non_finite_field(value: Any, where: str = "") -> str | None:
+    """The dotted name of the first NaN or infinite number inside ``value``, or None.
+
+    JSON has no such numbers: sent to an uncatalogued model (which no schema checks), one
+    would fail the request encoder after the job was journaled.
+    """
+    if isinstance(value, float) and not math.isfinite(value):
+        return where or "input"
+    items: Any = ()
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, list | tuple):
+        items = enumerate(value)
+    for key, item in items:
+        found = non_finite_field(item, f"{where}.{key}" if where else str(key))
+        if found is not None:
+            return found
+    return None
 
 
 def url_problem(value: str) -> str | None:

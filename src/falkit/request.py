@@ -24,7 +24,7 @@ from falkit.catalog import DEFAULT_MODEL, get_model, image_models
 from falkit.errors import FieldError, ValidationError
 from falkit.limits import MAX_PROMPT_CHARS as MAX_PROMPT_CHARS  # documented here too
 from falkit.limits import MAX_SEED as MAX_SEED
-from falkit.limits import has_surrogate
+from falkit.limits import has_surrogate, non_finite_field
 
 LORA_MODEL = "flux-lora"
 
@@ -195,6 +195,7 @@ class ImageRequest(BaseModel):
         args = self.arguments(loras)
         spec = get_model(self.model_name)
         if spec is None:  # a raw endpoint id: passed through, price unknown
+            check_raw_arguments(args)
             return PreparedJob(self.model_name, self.model_name, args, None)
         if spec.kind != "image":
             names = ", ".join(m.name for m in image_models())
@@ -215,6 +216,25 @@ class ImageRequest(BaseModel):
         if self.model:
             data["model"] = self.model
         return data
+
+
+def check_raw_arguments(args: Mapping[str, Any]) -> None:
+    """What can be checked without a model's schema: the seed's range, and numbers JSON has."""
+    check_seed(args.get("seed"))
+    field = non_finite_field(dict(args))
+    if field is not None:
+        raise ValidationError.field(field, "is not a finite number", "a number JSON can carry")
+
+
+def check_seed(seed: Any) -> None:
+    """A seed is a whole number from 0 to 2^64-1 for every model, catalogued or not."""
+    if seed is None:
+        return
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        shown = (
+            repr(seed) if not isinstance(seed, int) or seed.bit_length() < 128 else "a huge number"
+        )
+        raise ValidationError.field("seed", f"{shown[:40]} is not a seed", f"0 to {MAX_SEED}")
 
 
 def check_prompt(text: Any) -> str:

@@ -9,7 +9,6 @@ through (a raw `fal-ai/...` endpoint id).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -37,15 +36,17 @@ def parse_params(items: Sequence[str]) -> dict[str, tuple[str, Any]]:
 
 
 def parse_value(raw: str) -> Any:
-    """JSON when it parses (NaN and Infinity are kept as text), else the text itself."""
+    """JSON when it parses (NaN and Infinity are kept as text), else the text itself.
+
+    Parsed within falkit.limits' bounds: a 5,000-digit number or 100,000 nested brackets stay
+    text (which the catalog then refuses in one line), never a RecursionError.
+    """
+    from falkit.limits import loads_bounded
+
     try:
-        return json.loads(raw, parse_constant=_refuse)
+        return loads_bounded(raw)
     except ValueError:
         return raw
-
-
-def _refuse(token: str) -> Any:
-    raise ValueError(token)
 
 
 def merge(flags: Mapping[str, Any], items: Sequence[str]) -> dict[str, Any]:

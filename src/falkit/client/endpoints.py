@@ -83,6 +83,7 @@ def rebuild_handle(queue_url: str, endpoint_id: str, request_id: str) -> Request
     """The handle of a request from its ids alone: ``{queue_url}/{owner}/{alias}/requests/{id}``."""
     app = EndpointId.parse(endpoint_id).app
     base = f"{queue_url.rstrip('/')}/{app}/requests/{check_request_id(request_id)}"
+    check_under(queue_url, base)
     return RequestHandle(
         endpoint_id=endpoint_id,
         request_id=request_id,

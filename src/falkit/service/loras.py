@@ -120,7 +120,7 @@ async def classify(store: JobStore, ref: LoraRef, index: int = 0) -> LoraSource:
         if record is not None:
             return LoraSource(ref, record=record)
     file = Path(path).expanduser()
-    if file.is_file():
+    if _is_file(file):
         try:
             safetensors_header(file)
         except (ValueError, OSError) as exc:
@@ -131,9 +131,17 @@ async def classify(store: JobStore, ref: LoraRef, index: int = 0) -> LoraSource:
     library = ", ".join(names) if names else "none yet (`falkit lora train` adds one)"
     raise ValidationError.field(
         f"loras.{index}",
-        f"{path!r} is not an http(s) URL, a registered LoRA name or an existing file",
+        f"{path[:80]!r} is not an http(s) URL, a registered LoRA name or an existing file",
         f"registered LoRAs: {library}",
     )
+
+
+def _is_file(path: Path) -> bool:
+    """Path.is_file, but False (not a traceback) for a name too long or otherwise unusable."""
+    try:
+        return path.is_file()
+    except (OSError, ValueError):  # ENAMETOOLONG, EACCES above it, an embedded NUL
+        return False
 
 
 @dataclass(frozen=True)
