@@ -31,10 +31,11 @@ MAX_LIST_LIMIT = 10_000
 MAX_ENDPOINT_ID_CHARS = 256
 """Characters in a model's endpoint id."""
 
-_SEGMENT = re.compile(r"^[A-Za-z0-9._~-]+$")
-_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
-_BRACKET = re.compile(r"[\[\]{}]")
-_SURROGATE = re.compile("[\ud800-\udfff]")
+# Patterns compile on first use (re caches them): importing this module stays free.
+_SEGMENT = r"^[A-Za-z0-9._~-]+$"
+_STRING = r'"(?:[^"\\]|\\.)*"'
+_BRACKET = r"[\[\]{}]"
+_SURROGATE = "[\ud800-\udfff]"
 
 
 def endpoint_id_problem(text: str) -> str | None:
@@ -62,7 +63,7 @@ def segment_problem(part: str) -> str | None:
         return "has an empty segment"
     if part.strip(".") == "":
         return f"has a {part!r} segment (it would leave the app's path)"
-    if not _SEGMENT.match(part):
+    if not re.match(_SEGMENT, part):
         return f"has a segment {part[:40]!r} with characters other than letters, digits, . _ ~ -"
     return None
 
@@ -92,7 +93,7 @@ def json_too_deep(text: str, limit: int = MAX_JSON_DEPTH) -> bool:
     if text.count("[") + text.count("{") <= limit:
         return False
     depth = 0
-    for bracket in _BRACKET.findall(_STRING.sub('""', text)):
+    for bracket in re.findall(_BRACKET, re.sub(_STRING, '""', text, flags=re.DOTALL)):
         depth += 1 if bracket in "[{" else -1
         if depth > limit:
             return True
@@ -136,7 +137,7 @@ def loads_bounded(text: str) -> Any:
 def has_surrogate(text: str) -> bool:
     """Whether ``text`` holds a lone surrogate (an undecodable byte or a half escape pair):
     such a string cannot be written as UTF-8, to the library or to Fal."""
-    return _SURROGATE.search(text) is not None
+    return re.search(_SURROGATE, text) is not None
 
 
 def _holds_surrogate(value: Any) -> bool:
