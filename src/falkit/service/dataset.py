@@ -3,9 +3,10 @@
 Every check runs here, before anything is uploaded: only jpg/jpeg/png/webp images that really
 decode (Pillow), optional same-named ``.txt`` captions, at least ``MIN_IMAGES`` images, and for a
 zip no member that could escape a folder (absolute paths, ``..``, symlinks). A zip is never
-extracted: its members are decompressed a chunk at a time and counted, so a zip bomb is refused
-after a few megabytes (at most 2 GiB in all, at most 20 times the archive's size). In a
-folder only regular files are opened (FIFOs, devices, sockets, link loops are named, never read).
+extracted: its members are decompressed a chunk at a time and counted, at most 2 GiB in all and
+at most 20 times the archive's size on disk, so a zip bomb is refused by its headers or after a
+few tens of megabytes. In a folder only regular files are opened (FIFOs, devices, sockets, link
+loops are named, never read).
 What is uploaded is a fresh, deterministic pack of exactly the files that were checked (sorted
 names, fixed timestamps), so the same photos always give the same bytes.
 """
