@@ -19,6 +19,7 @@ lint: $(STAMP)
 
 test: lint
 	bash scripts/ensure-services.sh
+	bash scripts/ensure-browser.sh
 	$(VENV)/bin/pytest -q
 
 demo: $(STAMP)

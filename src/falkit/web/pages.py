@@ -249,8 +249,9 @@ async def plan_form(state: WebState, form: Mapping[str, Any]) -> tuple[PreparedJ
 
 
 def slots_for(spec: ModelSpec) -> set[str]:
-    return {"prompt", "model", *(f.name for f in model_fields(spec)),
-            *(f"lora_{i}" for i in range(LORA_ROWS))}  # fmt: skip
+    """The error slots the form has for this model (an out-of-band swap needs its target)."""
+    rows = range(LORA_ROWS) if spec.takes_loras else range(0)
+    return {"prompt", "model", *(f.name for f in model_fields(spec)), *(f"lora_{i}" for i in rows)}
 
 
 def failure(exc: FalkitError, spec: ModelSpec) -> tuple[dict[str, str], list[str]]:
@@ -264,8 +265,9 @@ async def estimate_fragment(page: PageDep) -> Response:
     """The live cost estimate, and each field's one-line error (out-of-band swaps)."""
     form = await posted(page.request)
     spec = spec_for(str(form.get("model") or ""))
-    try:
-        prepared, _ = await plan_form(page.state, form)
+    typed = bool(str(form.get("prompt") or "").strip())
+    try:  # before a prompt is typed, the rest is estimated with a stand-in
+        prepared, _ = await plan_form(page.state, form if typed else {**form, "prompt": "-"})
     except FalkitError as exc:
         errors, general = failure(exc, spec)
         return render(page, "_estimate.html", prepared=None, errors=errors, general=general,

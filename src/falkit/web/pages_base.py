@@ -175,12 +175,20 @@ def error_slots(errors: list[FieldError], known: set[str]) -> tuple[dict[str, st
     for error in errors:
         parts = error.field.split(".")
         slot = f"lora_{parts[1]}" if parts[0] == "loras" and len(parts) > 1 else parts[0]
-        text = error.message + (f" (allowed: {error.allowed})" if error.allowed else "")
+        text = one_line(error)
         if slot in known and slot not in slots:
             slots[slot] = text
         else:
             general.append(f"{error.field}: {text}")
     return slots, general
+
+
+def one_line(error: FieldError) -> str:
+    """A field's error as one short line: "must be 1 to 50 for flux-dev" for a range."""
+    bound = ("less than", "greater than", "at least", "at most")
+    if error.allowed and any(word in error.message for word in bound):
+        return f"must be {error.allowed}"
+    return error.message + (f" ({error.allowed})" if error.allowed else "")
 
 
 def pydantic_errors(exc: Any) -> list[FieldError]:

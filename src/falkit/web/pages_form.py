@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 FORM_MARK = "_form"  # a hidden input of the page's form (see _posted)
 HIDDEN = frozenset({"prompt", "loras", "sync_mode"})
 BASIC = ("image_size", "num_images", "seed")
+FIRST_ADVANCED = ("num_inference_steps", "guidance_scale", "negative_prompt", "output_format")
 LORA_ROWS = 3
 LABELS = {
     "image_size": "Size",
@@ -100,7 +101,14 @@ def model_fields(spec: ModelSpec) -> list[Field]:
         for name, prop in schema.get("properties", {}).items()
         if name not in HIDDEN
     ]
-    return sorted(fields, key=lambda f: (f.advanced, BASIC.index(f.name) if not f.advanced else 0))
+    return sorted(fields, key=_order)
+
+
+def _order(field: Field) -> tuple[int, int]:
+    """Basic fields first, then steps, guidance and the negative prompt, then the rest."""
+    if not field.advanced:
+        return 0, BASIC.index(field.name)
+    return 1, FIRST_ADVANCED.index(field.name) if field.name in FIRST_ADVANCED else 99
 
 
 def _field(name: str, prop: dict[str, Any]) -> Field:
@@ -296,7 +304,7 @@ def python_code(model: str, values: Mapping[str, Any]) -> str:
         "with SyncFalService() as fal:",
         "    result = fal.generate_image(",
         f"        {json.dumps(str(values.get('prompt') or ''), ensure_ascii=False)},",
-        f"        model={model!r},",
+        f"        model={json.dumps(model)},",
     ]
     for name, value in values.items():
         if name in ("prompt", "model") or value in (None, []):

@@ -151,7 +151,7 @@ async def job_page(job_id: str, page: PageDep) -> Response:
     embedded = await asyncio.to_thread(_embedded, first)
     return render(
         page, "job.html", job=record, images=images, embedded=embedded,
-        params=[(k, _flat(v)) for k, v in record.arguments.items()],
+        params=[(k, _flat(v)) for k, v in record.arguments.items() if k not in ("prompt", "seed")],
         cli=cli_command(record.model, values) if record.kind == "image" else None,
         python=python_code(record.model, values) if record.kind == "image" else None,
         run=card(page, record), t=tile(page, record),

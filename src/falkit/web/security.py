@@ -85,6 +85,8 @@ def check_origin(request: Request) -> None:
     if request.headers.get("sec-fetch-site", "").lower() == "cross-site":
         raise HTTPException(403, "cross-site request refused")
     origin = request.headers.get("origin")
+    if origin == "null" and request.headers.get("sec-fetch-site", "").lower() == "same-origin":
+        return  # a form posted by one of our pages: no-referrer makes its Origin "null"
     if origin is not None and urlsplit(origin).netloc != request.headers.get("host", ""):
         raise HTTPException(403, f"request from another origin ({origin}) refused")
 
