@@ -90,6 +90,8 @@ def test_generate_shows_progress_and_the_image(page: Any, shots: Path) -> None:
     card = _generate(page, "a lighthouse at dusk, oil painting", seed="42")
     expect(card.locator(".state")).to_have_text(re.compile(r"queued|running|downloading|done"))
     seen = card.locator(".state").text_content()
+    if "done" not in seen:
+        shot(page, shots, "progress")
     expect(card).to_have_class(re.compile(r"\bdone\b"))
     expect(card.locator(".images img")).to_have_count(1)
     assert card.locator("progress.steps").evaluate("p => p.value === p.max")
