@@ -152,15 +152,10 @@ async def batch_start(page: PageDep) -> Response:
 
 async def batch_view(page: Page, batch_id: str) -> dict[str, Any]:
     from falkit.web.api_batches import get_batch
-    from falkit.web.pages_base import image_path
 
     out = await get_batch(batch_id, page.request, page.state, limit=500, offset=0)
-    store = await page.state.service.store()
-    rows = []
-    for job in out.jobs:
-        record = await store.get_job(job.job_id) if job.images else None
-        first = record.images[0].local_path if record and record.images else None
-        rows.append({"job": job, "src": image_path(page, first)})
+    rows = [{"job": job, "src": job.images[0].get("url") if job.images else None}
+            for job in out.jobs]  # fmt: skip
     done = sum(v for k, v in out.counts.items() if k in ("completed", "failed", "cancelled"))
     return {"batch": out, "rows": rows, "done": done}
 
