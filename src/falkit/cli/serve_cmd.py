@@ -1,4 +1,4 @@
-"""`falkit serve`: the HTTP API (and, later, the web page) over one FalService, under uvicorn.
+"""`falkit serve`: the web page and the HTTP API over one FalService, under uvicorn.
 
 FastAPI and the web package load only when the command runs, so `falkit --help` stays fast.
 """
@@ -54,7 +54,7 @@ def serve(
         "(PostgreSQL; see docs/deploy.md).",
     ),
 ) -> None:
-    """Serve falkit's HTTP API: start jobs, follow their events (SSE), LoRAs, batches.
+    """Serve falkit's web page and HTTP API: generate with live progress, gallery, LoRAs, batches.
 
     Loopback needs no token; any other --host needs FALKIT_API_TOKEN (sent as a bearer token).
     See docs/web.md.
@@ -140,7 +140,7 @@ async def _run_server(
         )  # fmt: skip
         if options.webhook_url:
             stderr().print(f"Fal webhooks: {options.webhook_url}")
-        stderr().print(f"falkit API at {url}/api/v1 (OpenAPI: {url}/openapi.json)")
+        stderr().print(f"falkit at {url}/ (API: {url}/api/v1, OpenAPI: {url}/openapi.json)")
         worker = None if no_worker else WorkerOptions(webhook_grace=webhook_grace)
         async with replica(service, worker=worker, required=no_worker):
             sys.stdout.write(f"serving {url}\n")
