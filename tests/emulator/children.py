@@ -85,6 +85,13 @@ class EmulatorChild:
             self.stdout.append(line)
         return parse_exports(self.stdout[:count])
 
+    def drain(self) -> list[str]:
+        """Every stdout line, once the child has closed its stdout (it has exited)."""
+        while (line := self._lines.get(timeout=DEADLINE)) is not None:
+            self.stdout.append(line)
+        self._lines.put(None)  # later calls return at once
+        return self.stdout
+
     def stop(self, sig: int = signal.SIGINT) -> int | None:
         """Stop the child with ``sig``, or failing that terminate, then kill it. The exit code
         if ``sig`` stopped it (or it had already exited); None if it had to be forced."""

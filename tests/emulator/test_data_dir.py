@@ -6,7 +6,9 @@ uploaded file, and jobs still running or queued at shutdown, across a real resta
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -177,6 +179,17 @@ def wait_for(client: httpx.Client, status_url: str, until: str) -> dict[str, Any
     raise AssertionError(f"the status stream of {status_url} ended before {until}")
 
 
+@contextlib.contextmanager
+def hold_port(port: int) -> Iterator[None]:
+    """Keep ``port`` taken (if nobody else has it) while the block runs."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        with contextlib.suppress(OSError):  # already taken by someone else: as good
+            sock.bind(("127.0.0.1", port))
+            sock.listen()
+        yield
+
+
 def upload(client: httpx.Client, env: dict[str, str], data: bytes, kind: str) -> str:
     token = client.post(f"{env['FALKIT_REST_URL']}/storage/auth/token", json={}).json()
     headers = {"Authorization": f"Bearer {token['token']}", "Content-Type": kind}
@@ -205,10 +218,11 @@ def test_a_job_finished_before_a_restart_is_fetched_after_it(start: Any, tmp_pat
         assert queued["queue_position"] == 0
     assert first.stop() == 0
 
-    second = start(*args)
-    env2 = second.exports(6)
+    with hold_port(int(env["FALKIT_QUEUE_URL"].split(":")[2].split("/")[0])):
+        second = start(*args)  # --port 0 gets another port now; the URLs must follow it
+        env2 = second.exports(6)
     old_base, new_base = (e["FALKIT_QUEUE_URL"].removesuffix("/queue") for e in (env, env2))
-    assert new_base != old_base  # --port 0: another port; URLs follow it
+    assert new_base != old_base
 
     def moved(url: str) -> str:
         return url.replace(old_base, new_base)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import socket
 import ssl
 import stat
@@ -150,29 +151,47 @@ def test_each_job_submitted_once_and_stops_cleanly(
     assert stats["submits_by_endpoint"] == {"fal-ai/flux/dev": 3, "fal-ai/flux/schnell": 2}
     assert stats["requests"]["run"] == 1
     assert child.stop() == 0
+    assert len(child.drain()) == 10  # nothing but the exports on stdout
     assert "Traceback" not in child.stderr()
     assert "GET /" not in child.stderr()  # no access log unless asked
 
 
+def ports_with_the_last_taken() -> tuple[int, socket.socket]:
+    """A port P with P and P + 1 free and P + 2 held by a listening socket (returned).
+
+    Taken below Linux's ephemeral range, so no client connection's local port collides.
+    """
+    for _ in range(100):
+        port = random.randrange(20_000, 32_000)
+        busy = socket.socket()
+        try:
+            for free in (port, port + 1):
+                with socket.socket() as probe:
+                    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                    probe.bind(("127.0.0.1", free))
+            busy.bind(("127.0.0.1", port + 2))
+            busy.listen()
+        except OSError:
+            busy.close()
+            continue
+        return port, busy
+    raise AssertionError("no three consecutive ports to test with")
+
+
 def test_a_busy_role_port_is_named_with_the_fix(tmp_path: Path) -> None:
-    with socket.socket() as busy:
-        busy.bind(("127.0.0.1", 0))
-        busy.listen()
-        taken = busy.getsockname()[1]
-        with socket.socket() as probe:  # the main port, just below, must be free
-            if probe.connect_ex(("127.0.0.1", taken - 1)) == 0:
-                pytest.skip(f"port {taken - 1} is in use")
+    port, busy = ports_with_the_last_taken()
+    with busy:
         child = EmulatorChild(
-            "--tls", "--env", "--port", str(taken - 2),
+            "--tls", "--env", "--port", str(port),
             env=clean_env(FALKIT_HOME=str(tmp_path)), stderr_path=tmp_path / "stderr.txt",
         )  # fmt: skip
         try:
             code = child.process.wait(timeout=DEADLINE)
         finally:
             child.force()
-    assert code == 1
     err = child.stderr()
-    assert child.stdout == []
+    assert code == 1, err
+    assert child.drain() == []
     assert "Traceback" not in err
-    assert f"cannot listen on 127.0.0.1:{taken}" in err or f"127.0.0.1:{taken - 2}" in err
+    assert f"cannot listen on 127.0.0.1:{port + 2}" in err
     assert "pick another --port" in err
