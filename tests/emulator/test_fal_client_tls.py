@@ -24,7 +24,7 @@ import pytest
 
 from falkit.config import EMULATOR_KEY
 
-from .children import DEADLINE, EmulatorChild, clean_env
+from .children import DEADLINE, EmulatorChild, clean_env, default_sigint
 
 APP = Path(__file__).with_name("fal_client_app.py")
 FALKIT_NAMES = [
@@ -63,7 +63,12 @@ def seen(emulator: tuple[EmulatorChild, dict[str, str]]) -> dict[str, Any]:
     env = {name: exports[name] for name in FAL_CLIENT_NAMES}
     env.update(PATH=os.environ.get("PATH", ""), HOME=os.environ.get("HOME", ""))
     done = subprocess.run(
-        [sys.executable, str(APP)], env=env, capture_output=True, text=True, timeout=120
+        [sys.executable, str(APP)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,  # then killed
+        preexec_fn=default_sigint,
     )
     assert done.returncode == 0, done.stderr
     result: dict[str, Any] = json.loads(done.stdout)
