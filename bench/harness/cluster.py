@@ -92,6 +92,11 @@ class Child:
         if self.process.poll() is None:
             self.process.send_signal(signum)
 
+    def kill(self) -> int:
+        """SIGKILL, and reap it (a zombie would still look alive to ``is_alive``)."""
+        self.process.kill()
+        return self.process.wait(timeout=DEADLINE)
+
     def stop(self, timeout: float = 20.0) -> int:
         """SIGCONT (a paused child cannot die), SIGTERM, then SIGKILL after ``timeout``."""
         if self.process.poll() is None:

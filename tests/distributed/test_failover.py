@@ -16,7 +16,7 @@ async def test_kill_9_of_the_following_worker(cluster: Cluster) -> None:
     _, url_b = cluster.replica("b")
     job_id = await start_image(url_a, "a lighthouse, killed worker", seed=7)
     record = await until(lambda: _submitted(cluster, job_id))
-    workers[submitter_pid(record)].signal(signal.SIGKILL)
+    workers[submitter_pid(record)].kill()
     killed = time.monotonic()
     await until(lambda: _completed(cluster, job_id), timeout=30)
     assert time.monotonic() - killed < 30
