@@ -73,7 +73,7 @@ class S3Storage:
         try:
             result = await obstore.get_async(self.store(), key)
             return bytes(await result.bytes_async())
-        except NotFoundError:
+        except (NotFoundError, FileNotFoundError):
             raise LookupFailedError(f"no such file: {key}") from None
         except Exception as exc:
             raise FalkitError(f"cannot read {self.location(key)}: {_first_line(exc)}") from None
