@@ -161,12 +161,13 @@ class Worker:
     async def _settled(self, record: JobRecord) -> JobRecord | None:
         """A job another worker left ``submitting`` or ``unknown``: its record once placed
         (found at Fal, or certainly never sent), else None (a live submitter, or doubt)."""
+        from falkit.service.jobs import SubmitInProgressError
         from falkit.service.reconcile import caught_submitting, reconcile
 
         store = await self.service.store()
         if record.status == "submitting":
             caught = await caught_submitting(store, record)
-            if type(caught).__name__ == "SubmitInProgressError":
+            if isinstance(caught, SubmitInProgressError):  # its submitter lives: wait for it
                 return None
         await reconcile(self.service)
         again = await store.get_job(record.id)
