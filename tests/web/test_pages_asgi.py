@@ -63,6 +63,11 @@ async def test_every_page_renders_with_its_headers(ui: Any) -> None:
     assert htmx.content == (STATIC / HTMX).read_bytes()
     assert (await ui.get("/static/../pages.py")).status_code == 404
     assert (await ui.get("/static/pages.py")).status_code == 404
+    for missing in ("/jobs/j_nope", "/compare?job_id=j_a&job_id=j_b", "/batches/b_nope",
+                    "/?remix=j_nope"):  # fmt: skip
+        answer = await ui.get(missing)
+        assert answer.status_code == 404
+        assert "<h1>Not found</h1>" in answer.text
     paths = (await ui.get("/openapi.json")).json()["paths"]
     assert not any(p == "/" or p.startswith(("/ui/", "/gallery", "/static")) for p in paths)
 

@@ -17,7 +17,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from starlette.datastructures import UploadFile
 
-from falkit.errors import FalkitError, ValidationError
+from falkit.errors import FalkitError, LookupFailedError, ValidationError
 from falkit.web.pages_base import (
     HTMX,
     STATIC,
@@ -25,6 +25,7 @@ from falkit.web.pages_base import (
     PageDep,
     error_slots,
     image_path,
+    not_found,
     pydantic_errors,
     render,
     safe_next,
@@ -161,7 +162,10 @@ async def generate_page(
     values: dict[str, Any] = {}
     notes = []
     if remix:
-        record = await service.get_job(remix)
+        try:
+            record = await service.get_job(remix)
+        except LookupFailedError as exc:
+            return not_found(page, str(exc))
         values = values_from_arguments(record.model, record.arguments, loras)
         if seed == "new":
             values.pop("seed", None)
@@ -171,12 +175,19 @@ async def generate_page(
     elif lora:
         values = {"loras": [{"path": lora, "scale": 1}], "model": "flux-lora"}
     spec = spec_for(values.get("model"))
-    shown = [await service.get_job(job)] if job else []
+    shown = await exact_or_none(page.state, job) if job else []
     recent = await service.list_jobs(limit=12, status="completed", kind="image")
     return render(
         page, "generate.html", form=form_context(spec, values, loras, notes=notes),
         runs=[card(page, r) for r in shown], recent=[tile(page, r) for r in recent],
     )  # fmt: skip
+
+
+async def exact_or_none(state: WebState, job_id: str) -> list[JobRecord]:
+    """The job with exactly this id, in a list (empty when there is none)."""
+    from falkit.web.api_library import exact_jobs
+
+    return await exact_jobs(state, [job_id])
 
 
 def card(page: Page, record: JobRecord) -> dict[str, Any]:

@@ -130,6 +130,11 @@ def render(
     return answer
 
 
+def not_found(page: Page, message: str) -> HTMLResponse:
+    """A page's 404, as a page (the API's are JSON)."""
+    return render(page, "error.html", status=404, message=message)
+
+
 def image_path(page: Page, local_path: str | None) -> str | None:
     """Where the page finds a kept image (``/images/…`` on this server), None if nowhere."""
     from falkit.web.views import image_url

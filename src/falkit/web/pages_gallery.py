@@ -15,7 +15,7 @@ from falkit.errors import FalkitError, LookupFailedError
 from falkit.web.api_jobs import lora_needle
 from falkit.web.api_library import delete_records, exact_jobs, library_file
 from falkit.web.pages import card, library_loras, plan_form, tile
-from falkit.web.pages_base import Page, PageDep, image_path, render
+from falkit.web.pages_base import Page, PageDep, image_path, not_found, render
 from falkit.web.pages_form import (
     cli_command,
     image_model_names,
@@ -137,7 +137,10 @@ def _embedded(path: str | None) -> dict[str, Any]:
 @router.get("/jobs/{job_id}", response_class=HTMLResponse)
 async def job_page(job_id: str, page: PageDep) -> Response:
     """Every parameter, the provenance, the images; remix, reruns, copy, delete."""
-    record = await page.state.service.get_job(job_id)
+    try:
+        record = await page.state.service.get_job(job_id)
+    except LookupFailedError as exc:
+        return not_found(page, str(exc))
     loras = await library_loras(page.state)
     values = values_from_arguments(record.model, record.arguments, loras)
     if record.seed is not None:
@@ -211,7 +214,7 @@ async def compare(page: PageDep) -> Response:
     ids = [str(v) for v in page.request.query_params.getlist("job_id")][:2]
     records = await exact_jobs(page.state, ids)
     if len(records) != 2:
-        raise LookupFailedError("pick two jobs of the library to compare")
+        return not_found(page, "Pick two jobs of the library to compare.")
     a, b = records
     keys = list(dict.fromkeys(["model", "seed", *a.arguments, *b.arguments]))
 

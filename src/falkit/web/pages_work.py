@@ -14,9 +14,16 @@ from fastapi import APIRouter, Response
 from fastapi.responses import HTMLResponse
 from starlette.datastructures import UploadFile
 
-from falkit.errors import FalkitError, ValidationError
+from falkit.errors import FalkitError, LookupFailedError, ValidationError
 from falkit.web.pages import library_loras, live_card
-from falkit.web.pages_base import Page, PageDep, error_slots, pydantic_errors, render
+from falkit.web.pages_base import (
+    Page,
+    PageDep,
+    error_slots,
+    not_found,
+    pydantic_errors,
+    render,
+)
 from falkit.web.pages_form import image_model_names
 
 router = APIRouter(include_in_schema=False)
@@ -162,7 +169,10 @@ async def batch_view(page: Page, batch_id: str) -> dict[str, Any]:
 
 @router.get("/batches/{batch_id}", response_class=HTMLResponse)
 async def batch_page(batch_id: str, page: PageDep) -> Response:
-    return render(page, "batch.html", **await batch_view(page, batch_id))
+    try:
+        return render(page, "batch.html", **await batch_view(page, batch_id))
+    except LookupFailedError as exc:
+        return not_found(page, str(exc))
 
 
 @router.get("/ui/batches/{batch_id}/jobs", response_class=HTMLResponse)
