@@ -17,7 +17,7 @@ import logging
 import ssl
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Container, Generator, Iterable
+from collections.abc import AsyncIterator, Container, Generator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -130,53 +130,6 @@ def user_agent() -> str:
     return f"falkit/{__version__}"
 
 
-class _Releasing(httpx.AsyncByteStream):
-    """A response body that frees its pool slot when closed (once)."""
-
-    def __init__(self, inner: httpx.AsyncByteStream, release: Callable[[], None]) -> None:
-        self._inner = inner
-        self._release: Callable[[], None] | None = release
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        async for chunk in self._inner:
-            yield chunk
-
-    async def aclose(self) -> None:
-        try:
-            await self._inner.aclose()
-        finally:
-            release, self._release = self._release, None
-            if release is not None:
-                release()
-
-
-class LimitedTransport(httpx.AsyncBaseTransport):
-    """At most ``limit`` requests in the connection pool at once, the rest waiting in line.
-
-    httpcore's pool rescans every waiting request whenever a connection frees up, which is
-    quadratic when thousands wait; a first-come-first-served line in front keeps its queue
-    short. A slot is held until the response body is closed.
-    """
-
-    def __init__(self, inner: httpx.AsyncBaseTransport, limit: int) -> None:
-        self._inner = inner
-        self._slots = asyncio.Semaphore(limit)
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        await self._slots.acquire()
-        try:
-            response = await self._inner.handle_async_request(request)
-        except BaseException:
-            self._slots.release()
-            raise
-        assert isinstance(response.stream, httpx.AsyncByteStream)
-        response.stream = _Releasing(response.stream, self._slots.release)
-        return response
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
-
-
 def build_http_client(
     settings: Settings,
     *,
@@ -209,8 +162,11 @@ def build_http_client(
             read=timeout if read_timeout is None else read_timeout,
             pool=None,
         ),
-        limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
-        transport=transport,
+        transport=transport
+        or httpx.AsyncHTTPTransport(
+            verify=tls if tls is not None else True,
+            limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
+        ),
         event_hooks={"request": [_count]},
         follow_redirects=False,
     )
