@@ -187,7 +187,8 @@ def ended_answer(job: JobRecord) -> CallToolResult:
     text = f"Job {job.id} ({job.kind}, {job.model}) ended {job.status}: {job.error or 'no detail'}"
     if job.status == "unknown":
         text += (
-            f" Nothing was resent. If the user wants, `falkit jobs retry {job.id}` submits it anew."
+            " Nothing was resent. `falkit jobs reconcile` in a terminal looks it up in"
+            " Fal's request history: it is reattached if it arrived, else sent once."
         )
     return answer(text, {**job_view(job), "done": True})
 

@@ -39,10 +39,6 @@ if TYPE_CHECKING:
     from falkit.store import JobRecord
 
 TICK = 0.25  # seconds between progress snapshots while something changes
-INTERRUPTED_HINT = (
-    "interrupted while submitting: the submit may have reached Fal, so it was not sent again; "
-    "check your Fal dashboard, then `falkit jobs retry {job_id}` to submit it anew"
-)
 
 OnUpdate = Callable[[BatchProgressEvent], None]
 OnDone = Callable[["JobRecord", Any], Awaitable[None]]
