@@ -72,4 +72,10 @@ async def _work(options: WorkerOptions) -> int:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("worker")(worker)
+    from falkit.cli.help import examples
+
+    epilog = examples(
+        "FALKIT_DATABASE_URL=postgresql://falkit@db/falkit falkit worker",
+        "falkit worker --concurrency 64 --heartbeat 30",
+    )
+    app.command("worker", epilog=epilog)(worker)
