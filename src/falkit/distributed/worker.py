@@ -153,7 +153,9 @@ class Worker:
         try:
             await handle.result()
         except FalkitError:
-            if handle.state == "detached":  # stopped following, not ended: run it again
+            # Stopped following (not ended), or left unknown (a submit that may have reached
+            # Fal): run it again later, when reconciling can place it.
+            if handle.state in ("detached", "unknown", "submitting"):
                 delay = dt.timedelta(0) if self.stopping else RETRY_UNSETTLED
                 raise RetryRequested(delay, f"job {record.id} not followed to its end") from None
         return handle.state
