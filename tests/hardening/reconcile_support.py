@@ -68,6 +68,9 @@ def statuses(db: Path) -> dict[str, int]:
     return dict(rows)
 
 
+HOLD_LIMIT = 60.0  # seconds a held request waits for open() at most
+
+
 class SubmitGate:
     """ASGI middleware in front of an emulator: holds queue submits from the ``hold_from``-th
     on until :meth:`open` (a slow submit that ends when the test says, not after a delay).
@@ -90,7 +93,9 @@ class SubmitGate:
 
     async def _wait(self) -> None:
         self.holding.set()
-        await asyncio.to_thread(self._opened.wait)
+        # Bounded: a test that fails before open() must not leave a worker thread blocked
+        # forever (the interpreter joins those threads at exit, so pytest would never end).
+        await asyncio.to_thread(self._opened.wait, HOLD_LIMIT)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         path = str(scope.get("path", ""))
