@@ -20,7 +20,7 @@ from falkit.distributed.pg import connect
 from falkit.distributed.queue import enqueue_jobs, queries_for
 from falkit.errors import JobCancelledError, JobFailedError
 from falkit.events import CancelledEvent
-from falkit.service.engine import _close_budgets, _settle
+from falkit.service.engine_parts import close_budgets, settle_all
 
 if TYPE_CHECKING:
     import asyncpg
@@ -99,9 +99,9 @@ class ClusterDispatcher:
             for budget in live.budgets:
                 budget.release(live.job_id)
         elif isinstance(outcome, JobFailedError):
-            _close_budgets(live, outcome)
+            close_budgets(live, outcome)
         else:
-            _settle(live, getattr(outcome, "cost_usd", None))
+            settle_all(live, getattr(outcome, "cost_usd", None))
 
     def deliver(self, request_id: str, response: FalResponse) -> bool:
         """Pass a webhook's output to the worker following the request."""

@@ -20,8 +20,7 @@ import dataclasses
 import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from falkit.errors import (
     ApiError,
@@ -41,74 +40,45 @@ from falkit.events import (
     FailedEvent,
     QueuedEvent,
 )
-from falkit.service.follow import Follower, FollowOptions, with_retries
+from falkit.service.engine_parts import (
+    CANCEL_WORDS,
+    UNCERTAIN_HINT,
+    Dispatcher,
+    EngineOptions,
+    close_budgets,
+    error_type,
+    prewarm,
+    ran,
+    reserve_all,
+    settle_all,
+    uninterrupted,
+)
+from falkit.service.follow import Follower, with_retries
 from falkit.service.handle import JobHandle, LiveJob
 from falkit.service.progress import EventMapper
 from falkit.service.submitter import submitter_id
-from falkit.types import Completed, FalResponse, InProgress, Queued, RequestHandle, Status
+from falkit.types import FalResponse, Queued, RequestHandle, Status
 
 if TYPE_CHECKING:
-    from falkit.client import FalClient, RetryPolicy
+    from falkit.client import FalClient
     from falkit.service.budget import Budget
     from falkit.store import JobRecord, JobStatus, JobStore
+
+__all__ = [
+    "UNCERTAIN_HINT",
+    "Dispatcher",
+    "EngineOptions",
+    "Finish",
+    "JobEngine",
+    "Prepare",
+    "reserve_all",
+]
 
 logger = logging.getLogger("falkit.engine")
 
 Emit = Callable[[Event], Event]
 Prepare = Callable[[Emit], Awaitable["JobRecord"]]
 Finish = Callable[["JobRecord", FalResponse, Emit], Awaitable[Any]]
-
-UNCERTAIN_HINT = (
-    "the submit may have reached Fal, so it was not sent again; `falkit jobs reconcile` "
-    "looks it up in Fal's request history: reattached if it arrived, else sent once"
-)
-CANCEL_WORDS = ("cancelled", "canceled", "request_cancelled")
-
-
-class Dispatcher(Protocol):
-    """Runs this engine's jobs on a cluster's workers instead (falkit.distributed): the
-    engine prepares and journals a job, then ``run`` has a worker take it and mirrors the
-    job's events into its handle until it ends. Deliveries and cancels for jobs that run
-    elsewhere are passed on to whichever worker runs them."""
-
-    async def run(self, live: LiveJob) -> None: ...
-
-    def deliver(self, request_id: str, response: FalResponse) -> bool: ...
-
-    def follow_now(self, request_id: str) -> bool: ...
-
-    async def cancel(self, live: LiveJob) -> str: ...
-
-    async def watch(self, record: JobRecord) -> JobHandle:
-        """A handle on a job that runs (or ran) anywhere in the cluster, fed by its bus."""
-        ...
-
-
-@dataclass(frozen=True)
-class EngineOptions:
-    """How much the engine does at once."""
-
-    follow: FollowOptions = field(default_factory=FollowOptions)
-    connections: int = 16
-    """Connections for short requests (submits, polls, results, downloads); streams have
-    their own pool of ``follow.stream_cap``."""
-    retry: RetryPolicy | None = None
-    """How hard each request is tried before the engine's own waiting takes over."""
-    submit_lanes: int = 16
-    """POSTs on the wire at once (a crash can catch at most this many mid-submit)."""
-    finish_slots: int = 8
-    """Jobs downloading their output at once."""
-    keep_finished: int = 1000
-    """Finished jobs whose events stay readable by late subscribers."""
-    submit_grace: float = 30.0
-    """When a job's task is cancelled, a POST already on the wire may finish for this long."""
-    # ---- webhooks (falkit serve with FALKIT_PUBLIC_URL) ----
-    webhook_url: str | None = None
-    """Sent with every submit (``?fal_webhook=``). A job submitted with it is not followed at
-    first: its webhook delivery (``deliver``) usually finishes it with no status or result
-    call; only after ``webhook_grace`` seconds without one (or ``follow_now``) is it followed
-    like any other job."""
-    webhook_grace: float = 120.0
 
 
 class JobEngine:
@@ -222,7 +192,7 @@ class JobEngine:
             live.state = "downloading"
             async with self._finishing:
                 result = await finish(live.record, response, live.publish)
-            _settle(live, getattr(result, "cost_usd", None))
+            settle_all(live, getattr(result, "cost_usd", None))
             live.state = "completed"
             live.publish(CompletedEvent(live.job_id, result))
             live.finish(result)
@@ -252,7 +222,7 @@ class JobEngine:
                 raise asyncio.CancelledError
             live.state = "submitting"
             post = asyncio.ensure_future(self._post(live, record))
-            return await _uninterrupted(post, self.options.submit_grace)
+            return await uninterrupted(post, self.options.submit_grace)
 
     async def _post(self, live: LiveJob, record: JobRecord) -> RequestHandle:
         """Mark submitting, POST, journal the request id: the one submit of a job."""
@@ -283,7 +253,7 @@ class JobEngine:
             cancel_url=request.cancel_url,
         )
         self._remember(live, request)
-        _prewarm()
+        prewarm()
         live.state = "queued"
         live.position = request.queue_position
         live.publish(QueuedEvent(record.id, request.queue_position or 0, request.request_id))
@@ -308,7 +278,7 @@ class JobEngine:
             isinstance(exc, ApiError) and (exc.status_code or 0) >= 500
         ):
             return await self.store.release_submitting(record.id)
-        return await self.store.fail_job(record.id, error=str(exc), error_type=_error_type(exc))
+        return await self.store.fail_job(record.id, error=str(exc), error_type=error_type(exc))
 
     async def _followed(self, live: LiveJob, request: RequestHandle) -> FalResponse:
         """Follow to the end; the output, or the job's own error raised (journaled)."""
@@ -331,14 +301,14 @@ class JobEngine:
                 self.options.follow.retry_max,
             )
         except (ValidationError, JobFailedError) as exc:
-            await self._fail(live, str(exc), _error_type(exc))
+            await self._fail(live, str(exc), error_type(exc))
             raise  # unreachable: _fail raises
 
     async def _on_status(self, live: LiveJob, mapper: EventMapper, status: Status) -> None:
         if isinstance(status, Queued):
             live.position = status.position
             live.state = "queued"
-        elif _ran(status) and not live.started:
+        elif ran(status) and not live.started:
             live.started = True
             live.state = "running"
             live.position = None
@@ -373,11 +343,11 @@ class JobEngine:
             live.state = "cancelled"
             live.publish(CancelledEvent(live.job_id, charged))
         else:
-            _close_budgets(live, exc)
+            close_budgets(live, exc)
             live.state = live.record.status if live.record is not None else "failed"
             if live.state in ("submitted", "running"):
                 live.state = "detached"
-            live.publish(FailedEvent(live.job_id, str(exc), _error_type(exc)))
+            live.publish(FailedEvent(live.job_id, str(exc), error_type(exc)))
         live.finish(error=exc)
 
     async def _stopped(self, live: LiveJob) -> None:
@@ -514,75 +484,3 @@ class JobEngine:
         self._by_request[request.request_id] = live.job_id
         live._wake()
         return request
-
-
-_WARMED: list[asyncio.Future[None]] = []
-
-
-def _prewarm() -> None:
-    """Load what finishing a job needs (Pillow and its codecs) in a thread while the first
-    job waits at Fal, so a one-off `falkit generate` does not pay for it after the job."""
-    if not _WARMED:
-        _WARMED.append(asyncio.get_running_loop().run_in_executor(None, _load_image_codecs))
-
-
-def _load_image_codecs() -> None:
-    from PIL import Image
-
-    Image.init()
-
-
-def _ran(status: Status) -> bool:
-    """The status shows the job ran: running, or completed with an output (a job cancelled
-    or failed straight from the queue never ran)."""
-    return isinstance(status, InProgress) or (isinstance(status, Completed) and not status.failed)
-
-
-def reserve_all(
-    budgets: tuple[Budget, ...], job_id: str, estimate: float | None, what: str
-) -> tuple[Budget, ...]:
-    """Hold a job's estimate in every budget, or in none (BudgetExceededError)."""
-    done: list[Budget] = []
-    try:
-        for budget in budgets:
-            budget.reserve(job_id, estimate, what)
-            done.append(budget)
-    except BaseException:
-        for budget in done:
-            budget.release(job_id)
-        raise
-    return budgets
-
-
-def _settle(live: LiveJob, cost: float | None) -> None:
-    for budget in live.budgets:
-        budget.settle(live.job_id, cost)
-
-
-def _close_budgets(live: LiveJob, exc: FalkitError) -> None:
-    """Failed at Fal or never sent: not billed. Unknown or no longer followed: may be."""
-    maybe_billed = isinstance(exc, SubmitUncertainError) or (
-        live.record is not None
-        and live.record.request_id is not None
-        and not isinstance(exc, JobFailedError)
-    )
-    for budget in live.budgets:
-        budget.hold(live.job_id) if maybe_billed else budget.release(live.job_id)
-
-
-async def _uninterrupted(post: asyncio.Future[RequestHandle], grace: float) -> RequestHandle:
-    """Await a submit; if cancelled meanwhile, let the POST on the wire finish first (for at
-    most ``grace`` seconds), so its request id is journaled, then stop."""
-    try:
-        return await asyncio.shield(post)
-    except asyncio.CancelledError:
-        with contextlib.suppress(Exception, asyncio.CancelledError):
-            await asyncio.wait_for(post, grace)
-        raise
-
-
-def _error_type(exc: Exception) -> str | None:
-    if isinstance(exc, ValidationError):
-        return "validation_error"
-    value = getattr(exc, "error_type", None)
-    return value if isinstance(value, str) else None
