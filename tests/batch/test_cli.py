@@ -6,7 +6,6 @@ import json
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,8 +13,11 @@ from typing import Any
 import pytest
 
 from falkit.emulator import Fault
+from falkit.emulator.engine import RUNNING
 from tests.batch.helpers import manifest, sha256, submitted_pairs
+from tests.hardening.reconcile_support import job_rows
 from tests.integration.helpers import emulator_env, falkit
+from tests.processes import popen, wait_until
 
 
 def prompts_file(tmp_path: Path, count: int) -> Path:
@@ -24,24 +26,19 @@ def prompts_file(tmp_path: Path, count: int) -> Path:
     return path
 
 
-def wait_for(condition: Callable[[], bool], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)
+def wait_for(condition: Callable[[], object], timeout: float = 30.0) -> None:
+    wait_until(condition, "the batch", timeout)
 
 
-def wait_until_window_is_full_of_long_jobs(emu: Any, window: int) -> None:
-    """Stable: every slot holds a long job and nothing new is being submitted."""
-    last, since = -1, time.monotonic()
-    while True:
-        now = emu.stats.submits
-        if now != last or emu.engine.running != window:
-            last, since = now, time.monotonic()
-        elif time.monotonic() - since > 0.4:
-            return
-        assert time.monotonic() - since < 20, "the batch never settled"
-        time.sleep(0.02)
+def window_full_of_long_jobs(emu: Any, db: Path, window: int, long: float) -> bool:
+    """Every slot holds a long job, and every request the emulator took has its request id in
+    the journal (so a kill now leaves no submit half-answered)."""
+    jobs = list(emu.engine.jobs.values())
+    running = [job for job in jobs if job.state == RUNNING]
+    if len(running) != window or any(job.duration < long for job in running):
+        return False
+    journaled = {row["request_id"] for row in job_rows(db)}
+    return {job.id for job in jobs} <= journaled
 
 
 @pytest.mark.parametrize("how", ["resume", "rerun"])
@@ -53,7 +50,7 @@ def test_kill_9_mid_batch_then_carry_on(emu: Any, tmp_path: Path, how: str) -> N
     dry = json.loads(falkit(*args, "--dry-run", "--json", env=env).stdout)
     assert dry["total"] == 40
 
-    proc = subprocess.Popen(
+    proc = popen(
         [sys.executable, "-m", "falkit", *args],
         env=env,
         stdout=subprocess.DEVNULL,
@@ -63,7 +60,8 @@ def test_kill_9_mid_batch_then_carry_on(emu: Any, tmp_path: Path, how: str) -> N
     try:
         wait_for(lambda: emu.stats.submits >= 12)
         emu.engine.config.latency = 2.0  # jobs started from now on are still running at the kill
-        wait_until_window_is_full_of_long_jobs(emu, 4)
+        db = tmp_path / "home" / "falkit.db"
+        wait_for(lambda: window_full_of_long_jobs(emu, db, window=4, long=2.0))
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
@@ -133,7 +131,7 @@ def test_ctrl_c_lets_submits_on_the_wire_finish(emu: Any, tmp_path: Path) -> Non
     emu.faults.add(Fault(route="submit", kind="slow", delay=0.3, times=None))
     env = emulator_env(emu.base_url, tmp_path / "home")
     args = ["batch", str(prompts_file(tmp_path, 24)), "--size", "square", "--concurrency", "8"]
-    proc = subprocess.Popen(
+    proc = popen(
         [sys.executable, "-m", "falkit", *args],
         env=env,
         stdout=subprocess.PIPE,
@@ -143,7 +141,8 @@ def test_ctrl_c_lets_submits_on_the_wire_finish(emu: Any, tmp_path: Path) -> Non
     )
     try:
         wait_for(lambda: emu.stats.submits >= 6)
-        time.sleep(0.1)  # lanes are in the middle of their (slow) POSTs
+        # a POST is on the wire: arrived, and held by the slow fault before it is queued
+        wait_for(lambda: emu.stats.requests["submit"] > emu.stats.submits)
         proc.send_signal(signal.SIGINT)
         _, stderr = proc.communicate(timeout=20)
     finally:

@@ -12,7 +12,6 @@ import hashlib
 import json
 import os
 import re
-import subprocess
 import sys
 from pathlib import Path
 
@@ -31,6 +30,7 @@ from falkit.service.batch_output import (
     write_sheet,
 )
 from falkit.store.records import ImageRecord, JobRecord, JobStatus
+from tests.processes import run
 
 CELL_H = THUMB + LABEL_HEIGHT
 WHITE = (255, 255, 255)
@@ -295,7 +295,7 @@ def peak_kb() -> int:
 
 def measure_peak_kb(folder: Path, count: int) -> int:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), *sys.path])}
-    done = subprocess.run(
+    done = run(
         [sys.executable, "-c", _MEASURE, str(folder), str(count)],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=100, check=False,
     )  # fmt: skip

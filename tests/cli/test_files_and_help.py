@@ -7,7 +7,6 @@ import importlib.metadata
 import json
 import os
 import stat
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from falkit.cli.app import app
 from falkit.store.records import JOB_STATUSES
 from falkit.types import IMAGE_SIZE_PRESETS
 from tests.cli.helpers import cli, generate
+from tests.processes import run
 
 
 @pytest.fixture
@@ -119,7 +119,7 @@ def test_shell_completion_completes_commands_and_options(tmp_path: Path) -> None
 
     def complete(*words: str) -> list[str]:
         env = {**base, "COMP_WORDS": " ".join(words), "COMP_CWORD": str(len(words) - 1)}
-        out = subprocess.run([script], env=env, capture_output=True, text=True, timeout=60)
+        out = run([script], env=env, capture_output=True, text=True, timeout=60)
         return out.stdout.split()
 
     assert "jobs" in complete("falkit", "jo")

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 
 from typer.testing import CliRunner
 
 from falkit.cli.app import app
+from tests.processes import run
 
 runner = CliRunner()
 
@@ -59,7 +59,7 @@ def test_no_key_exits_3_with_the_fix() -> None:
 
 
 def test_help_runs_as_a_process() -> None:
-    out = subprocess.run(
+    out = run(
         [sys.executable, "-m", "falkit", "--help"], capture_output=True, text=True, check=True
     )
     for command in ("generate", "jobs", "models", "emulator"):
@@ -73,5 +73,5 @@ def test_help_imports_nothing_heavy() -> None:
         "heavy = ('sqlalchemy', 'httpx', 'mcp', 'PIL', 'pydantic', 'starlette', 'alembic'); "
         "print([m for m in heavy if m in sys.modules])"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    out = run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from tests.cli.helpers import cli, generate
+from tests.processes import popen, run
 
 LONG = (
     "an extraordinarily detailed watercolour of a lighthouse at dusk with seagulls, "
@@ -25,7 +26,7 @@ _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 def falkit_in_pty(args: list[str], env: dict[str, str], columns: int) -> str:
     """Run falkit with a pseudo-terminal as stdout (as a user's terminal), return its text."""
     leader, follower = os.openpty()
-    proc = subprocess.Popen(
+    proc = popen(
         [sys.executable, "-m", "falkit", *args],
         stdin=subprocess.DEVNULL,
         stdout=follower,
@@ -50,7 +51,7 @@ def falkit_in_pty(args: list[str], env: dict[str, str], columns: int) -> str:
 def piped(command: str, env: dict[str, str], columns: int) -> str:
     """A shell pipeline, `falkit` meaning this interpreter's falkit."""
     line = command.replace("falkit", f"{sys.executable} -m falkit", 1)
-    out = subprocess.run(
+    out = run(
         line, shell=True, env={**env, "COLUMNS": str(columns)}, capture_output=True, text=True
     )
     return out.stdout

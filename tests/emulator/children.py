@@ -16,13 +16,10 @@ import sys
 import threading
 from pathlib import Path
 
+from tests.processes import default_sigint
+
 DEADLINE = 30.0
 """Seconds any single wait may take before the test fails (generous: 2 shared cores)."""
-
-
-def default_sigint() -> None:
-    """In the child: Ctrl-C does what it does at a terminal, even if pytest's parent ignores it."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def clean_env(**extra: str) -> dict[str, str]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +17,7 @@ import pytest
 import trustme
 
 from falkit.emulator import EmulatorConfig, EmulatorServer, run_emulator
+from tests.processes import run
 
 SCRIPT = Path(__file__).with_name("fal_client_scenarios.py")
 
@@ -49,9 +49,7 @@ def outcome(tls_emulator: tuple[EmulatorServer, Path]) -> dict[str, Any]:
         EMU_REST_URL=emu.rest_url,
         EMU_CDN_URL=emu.cdn_url,
     )
-    done = subprocess.run(
-        [sys.executable, str(SCRIPT)], env=env, capture_output=True, text=True, timeout=90
-    )
+    done = run([sys.executable, str(SCRIPT)], env=env, capture_output=True, text=True, timeout=90)
     assert done.returncode == 0, done.stderr
     result: dict[str, Any] = json.loads(done.stdout)
     result["_stats"] = emu.stats

@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from falkit.config import EMULATOR_KEY
+from tests.processes import default_sigint, run
 
 from .conftest import AUTH
 
@@ -31,11 +32,6 @@ NAMES = [
 DEADLINE = 30.0
 
 
-def _default_sigint() -> None:
-    """In the child: Ctrl-C does what it does at a terminal, even if pytest's parent ignores it."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 class Emulator:
     """A `python -m falkit emulator` child; stdout lines arrive on a queue."""
 
@@ -47,7 +43,7 @@ class Emulator:
             stdout=subprocess.PIPE,
             stderr=self.stderr_file,
             text=True,
-            preexec_fn=_default_sigint,
+            preexec_fn=default_sigint,
         )
         self.stderr_path = stderr_path
         self.lines: queue.Queue[str | None] = queue.Queue()
@@ -189,7 +185,7 @@ def test_invalid_concurrency_is_a_usage_error(start: type[Emulator]) -> None:
 
 
 def test_help_lists_the_new_options() -> None:
-    out = subprocess.run(
+    out = run(
         [sys.executable, "-m", "falkit", "emulator", "--help"],
         capture_output=True,
         text=True,

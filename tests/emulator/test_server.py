@@ -13,6 +13,7 @@ import httpx
 
 from falkit.config import EMULATOR_KEY
 from falkit.emulator import EmulatorConfig, run_emulator
+from tests.processes import popen
 
 from .conftest import AUTH
 
@@ -87,7 +88,7 @@ def test_serve_blocks_and_answers() -> None:
         "from falkit.emulator import EmulatorConfig, serve\n"
         f"serve(port={port}, config=EmulatorConfig(latency=0.01))"
     )
-    process = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE)
+    process = popen([sys.executable, "-c", code], stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 20
         while True:

@@ -7,7 +7,6 @@ import sqlite3
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ from falkit.request import ImageRequest
 from falkit.service import FalService
 from falkit.store import JobRecord
 from tests.integration.helpers import emulator_env, emulator_settings
+from tests.processes import default_sigint, wait_until
 
 DEAD_SUBMITTER = "a-host-that-is-gone:4242:1"
 """A submitter nobody can vouch for (another host): treated as dead."""
@@ -52,13 +52,6 @@ def falkit_cli(
         env=env, capture_output=True, text=True, timeout=timeout,
         stdin=subprocess.DEVNULL, check=False, preexec_fn=default_sigint,
     )  # fmt: skip
-
-
-def default_sigint() -> None:
-    """In a child: Ctrl-C does what it does at a terminal, whatever the parent ignores."""
-    import signal
-
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def statuses(db: Path) -> dict[str, int]:
@@ -127,15 +120,7 @@ def gated_emulator(
     return server, gate
 
 
-def wait_for(check: Any, what: str, deadline: float = 60.0) -> Any:
-    """Poll ``check()`` until it returns something truthy; fail after ``deadline`` seconds."""
-    end = time.monotonic() + deadline
-    while True:
-        value = check()
-        if value:
-            return value
-        assert time.monotonic() < end, f"timed out waiting for {what}"
-        time.sleep(0.02)
+wait_for = wait_until  # (the name these tests use)
 
 
 def job_rows(db: Path) -> list[dict[str, Any]]:

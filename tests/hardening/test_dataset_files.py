@@ -10,7 +10,6 @@ import json
 import os
 import socket
 import struct
-import subprocess
 import sys
 import threading
 import zipfile
@@ -21,6 +20,7 @@ import pytest
 from falkit.errors import ValidationError
 from falkit.service.dataset import MAX_RATIO, load_folder, load_path, load_zip
 from tests.lora.helpers import image_bytes, make_folder, make_zip
+from tests.processes import run
 
 BOMB_MIB = 512
 PEAK_BOUND_MIB = 200  # generous: the interpreter, Pillow and falkit take ~50 MiB
@@ -65,7 +65,7 @@ print(json.dumps({"error": error, "peak_mib": peak // 1024}))
 
 def load_in_child(path: Path) -> dict[str, object]:
     """load_zip in a fresh interpreter: its error and its peak resident memory."""
-    done = subprocess.run(
+    done = run(
         [sys.executable, "-c", MEASURE, str(path)],
         capture_output=True,
         text=True,

@@ -11,6 +11,7 @@ from typing import Any
 from pydantic import SecretStr
 
 from falkit.config import EMULATOR_KEY, Settings, load_settings
+from tests.processes import default_sigint
 
 
 def emulator_settings(base_url: str, **extra: Any) -> Settings:
@@ -36,7 +37,8 @@ def emulator_env(base_url: str, home: Path) -> dict[str, str]:
 def falkit(
     *args: str, env: dict[str, str], timeout: float = 90
 ) -> subprocess.CompletedProcess[str]:
-    """Run `python -m falkit ARGS` as a separate process with no standard input."""
+    """Run `python -m falkit ARGS` as a separate process with no standard input (and the
+    default SIGINT handler)."""
     return subprocess.run(
         [sys.executable, "-m", "falkit", *args],
         env=env,
@@ -45,4 +47,5 @@ def falkit(
         timeout=timeout,
         stdin=subprocess.DEVNULL,
         check=False,
+        preexec_fn=default_sigint,
     )

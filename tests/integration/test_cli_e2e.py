@@ -6,13 +6,14 @@ import json
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 from PIL import Image
 
+from tests.hardening.reconcile_support import job_rows
 from tests.integration.helpers import emulator_env, falkit
+from tests.processes import popen, wait_until
 
 
 def test_generate_json_then_list_and_show(emu: Any, tmp_path: Path) -> None:
@@ -59,17 +60,16 @@ def test_plain_output_is_paths(emu: Any, tmp_path: Path) -> None:
 def test_sigkill_after_submit_then_resume(emu: Any, tmp_path: Path) -> None:
     emu.engine.config.latency = 4.0
     env = emulator_env(emu.base_url, tmp_path / "home")
-    proc = subprocess.Popen(
+    proc = popen(
         [sys.executable, "-m", "falkit", "generate", "a slow painting", "--json"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         stdin=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + 30
-    while emu.stats.submits == 0 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.5)  # the request id is journaled the moment submit returns
+    db = tmp_path / "home" / "falkit.db"
+    wait_until(lambda: any(row["request_id"] for row in job_rows(db)), "the request id journaled")
+    assert emu.stats.submits == 1
     proc.send_signal(signal.SIGKILL)
     proc.wait(10)
     assert emu.stats.submits == 1
@@ -100,7 +100,7 @@ def test_emulator_flag_needs_no_key(tmp_path: Path) -> None:
 
 
 def _start_generate(env: dict[str, str], *extra: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
+    return popen(
         [sys.executable, "-m", "falkit", "generate", "a slow painting", *extra],
         env=env,
         stdout=subprocess.PIPE,
@@ -114,9 +114,7 @@ def test_ctrl_c_non_interactive_leaves_the_job_for_resume(emu: Any, tmp_path: Pa
     emu.engine.config.latency = 4.0
     env = emulator_env(emu.base_url, tmp_path / "home")
     proc = _start_generate(env)
-    deadline = time.monotonic() + 30
-    while emu.stats.requests["stream"] == 0 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: emu.stats.requests["stream"], "the status stream to open")
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=20)
     assert proc.returncode == 130, err

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import re
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 from tests.integration.helpers import emulator_env
+from tests.processes import run
 
 README = Path(__file__).parents[2] / "README.md"
 
@@ -18,7 +18,7 @@ def test_python_quickstart_runs(emu: Any, tmp_path: Path) -> None:
     assert blocks, "README has a Python example"
     script = tmp_path / "quickstart.py"
     script.write_text(blocks[0])
-    out = subprocess.run(
+    out = run(
         [sys.executable, str(script)],
         env=emulator_env(emu.base_url, tmp_path / "home"),
         capture_output=True,

@@ -6,15 +6,16 @@ import json
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 from PIL import Image
 
 from falkit.service.loras import safetensors_header
+from tests.hardening.reconcile_support import job_rows
 from tests.integration.helpers import emulator_env, falkit
 from tests.lora.helpers import make_folder, total_requests
+from tests.processes import popen, wait_until
 
 
 def test_train_then_generate_by_name_then_remove(emu: Any, photos: Path, tmp_path: Path) -> None:
@@ -99,17 +100,16 @@ def test_sigkill_during_training_then_resume(emu: Any, photos: Path, tmp_path: P
     env = emulator_env(emu.base_url, tmp_path / "home")
     command = [sys.executable, "-m", "falkit", "lora", "train", str(photos)]
     command += ["--trigger-word", "TOK", "--name", "survivor", "--steps", "12", "--json"]
-    proc = subprocess.Popen(
+    proc = popen(
         command,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         stdin=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + 30
-    while emu.stats.submits == 0 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.5)  # the request id is journaled the moment submit returns
+    db = tmp_path / "home" / "falkit.db"
+    wait_until(lambda: any(row["request_id"] for row in job_rows(db)), "the request id journaled")
+    assert emu.stats.submits == 1
     proc.send_signal(signal.SIGKILL)
     proc.wait(10)
     assert emu.stats.submits == 1

@@ -23,6 +23,7 @@ from mcp.types import BlobResourceContents
 from tests.integration.helpers import emulator_env, falkit
 from tests.lora.helpers import make_folder, total_requests
 from tests.mcp.helpers import assert_images, data, ok, text
+from tests.processes import popen
 
 
 @contextlib.asynccontextmanager
@@ -147,7 +148,7 @@ async def test_http_server_with_its_own_emulator(isolated_env: Path, tmp_path: P
     env = emulator_env("http://127.0.0.1:9", isolated_env)
     env["FALKIT_EMULATOR_LATENCY"] = "0.2"
     with (tmp_path / "server.log").open("w") as log:
-        process = subprocess.Popen(
+        process = popen(
             [sys.executable, "-m", "falkit", "mcp", "--http", "--port", str(port), "--emulator"],
             env=env,
             stdin=subprocess.DEVNULL,

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from falkit.errors import StoreError
 from falkit.store import JobRecord, JobStore
+from tests.processes import default_sigint
 from tests.store.helpers import complete, new_job, submit
 
 N = 50
@@ -117,7 +118,7 @@ async def test_two_processes_share_one_sqlite_file(tmp_path: Path) -> None:
     async with await JobStore.open(url) as store:
         children = [
             await asyncio.create_subprocess_exec(
-                sys.executable, "-c", _CHILD, url, name, str(count)
+                sys.executable, "-c", _CHILD, url, name, str(count), preexec_fn=default_sigint
             )
             for name in ("generate", "resume")
         ]

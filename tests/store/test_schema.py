@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import itertools
-import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +18,7 @@ from falkit.store import JobStore
 from falkit.store.db import mask_url
 from falkit.store.models import UTCDateTime, metadata
 from falkit.store.schema import HEAD_REVISION, VERSION_TABLE, alembic_config, upgrade
+from tests.processes import run
 from tests.store.helpers import new_job, on_connection
 
 TABLES = {"jobs", "images", "loras", "uploads", "batches"}
@@ -170,9 +170,7 @@ def test_importing_the_store_loads_no_database_code() -> None:
         "print(any(m.startswith(('sqlalchemy', 'alembic', 'aiosqlite', 'asyncpg')) "
         "for m in sys.modules))"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    ).stdout
+    out = run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
 
 
@@ -200,9 +198,7 @@ asyncio.run(main(sys.argv[1]))
 heavy = ("alembic", "sqlalchemy.orm", "sqlalchemy.ext.asyncio", "aiosqlite", "mako")
 print(sorted(name for name in heavy if name in sys.modules))
 """
-    out = subprocess.run(
-        [sys.executable, "-c", code, url], capture_output=True, text=True, check=True
-    ).stdout
+    out = run([sys.executable, "-c", code, url], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
 
