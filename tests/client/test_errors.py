@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import httpx
 import pytest
 
@@ -20,6 +18,7 @@ from falkit.errors import (
     TransportError,
     ValidationError,
 )
+from tests.client.conftest import VirtualClock
 from tests.client.fakes import FAST, REQUEST_ID, FakeFal, status_body
 
 SUBMIT = "/fal-ai/flux/dev"
@@ -125,24 +124,26 @@ async def test_error_responses_become_clear_exceptions(
     assert "<html>" not in text
 
 
-async def test_429_carries_retry_after(fal: FakeFal, settings: Settings) -> None:
+async def test_429_carries_retry_after(
+    fal: FakeFal, settings: Settings, clock: VirtualClock
+) -> None:
     policy = RetryPolicy(max_attempts=3, base_delay=0.001, max_delay=0.01, deadline=0.5)
     fal.on("GET", RESULT, httpx.Response(429, headers={"Retry-After": "120"}))
     async with FalClient(settings, transport=fal.transport, retry=policy) as client:
-        started = time.monotonic()
         with pytest.raises(RateLimitedError) as caught:
             await result(client)
     # 120 s is past the deadline: give up at once instead of sleeping through it
-    assert time.monotonic() - started < 0.4
+    assert clock.sleeps == []
     assert caught.value.retry_after == pytest.approx(120, abs=1)
     assert fal.count("GET", RESULT) == 1
 
 
-async def test_retry_after_is_waited_for(fal: FakeFal, client: FalClient) -> None:
+async def test_retry_after_is_waited_for(
+    fal: FakeFal, client: FalClient, clock: VirtualClock
+) -> None:
     fal.on("GET", STATUS, httpx.Response(429, headers={"Retry-After": "0.2"}), OK)
-    started = time.monotonic()
     await client.status(client.handle("fal-ai/flux/dev", REQUEST_ID))
-    assert time.monotonic() - started >= 0.18  # backoff alone would be a few milliseconds
+    assert clock.sleeps == [0.2]  # the server's hint, not the policy's few milliseconds
     assert fal.count("GET", STATUS) == 2
 
 
@@ -200,15 +201,32 @@ async def test_connection_errors_become_transport_errors(fal: FakeFal, client: F
     assert caught.value.__class__.__module__ == "falkit.errors"
 
 
-async def test_the_deadline_bounds_all_attempts(fal: FakeFal, settings: Settings) -> None:
+async def test_the_deadline_bounds_all_attempts(
+    fal: FakeFal, settings: Settings, clock: VirtualClock
+) -> None:
     policy = RetryPolicy(max_attempts=100, base_delay=0.02, max_delay=0.02, deadline=0.15)
     fal.on("GET", RESULT, httpx.Response(503))
     async with FalClient(settings, transport=fal.transport, retry=policy) as client:
-        started = time.monotonic()
-        with pytest.raises(ServerError):
+        with pytest.raises(ServerError, match="gave up after"):
             await result(client)
-    assert time.monotonic() - started < 1.0
-    assert 2 <= fal.count("GET", RESULT) < 20
+    assert sum(clock.sleeps) <= 0.15
+    assert all(0.01 <= delay <= 0.02 for delay in clock.sleeps)  # jittered, capped
+    assert fal.count("GET", RESULT) == len(clock.sleeps) + 1
+    assert 8 <= fal.count("GET", RESULT) <= 16
+
+
+@pytest.mark.parametrize(("hint", "attempts"), [("0.049", 4), ("0.051", 3), ("0.07", 3)])
+async def test_a_wait_that_would_end_past_the_deadline_is_not_begun(
+    fal: FakeFal, settings: Settings, clock: VirtualClock, hint: str, attempts: int
+) -> None:
+    """Deadline 0.15 s: waits of 0.049 s end by 0.147 (three of them, so four attempts); a
+    third wait of 0.051 s would end past it, so three attempts."""
+    policy = RetryPolicy(max_attempts=100, base_delay=1.0, max_delay=1.0, deadline=0.15)
+    fal.on("GET", RESULT, httpx.Response(503, headers={"Retry-After": hint}))
+    async with FalClient(settings, transport=fal.transport, retry=policy) as client:
+        with pytest.raises(ServerError, match=f"gave up after {attempts} attempts"):
+            await result(client)
+    assert clock.sleeps == [float(hint)] * (attempts - 1)
 
 
 # ---- no double submit ----

@@ -57,14 +57,15 @@ async def test_positions_fall_as_jobs_start_with_concurrency_two(
     assert [s["queue_position"] for s in states[2:]] == [0, 1, 2, 3]
     assert engine_of(client).running == 2
     seen: list[int] = []
-    while True:
-        body = (await client.get(handles[5]["status_url"])).json()
-        if body["status"] != "IN_QUEUE":
-            break
-        assert engine_of(client).running <= 2
-        if not seen or seen[-1] != body["queue_position"]:
-            seen.append(body["queue_position"])
-        await asyncio.sleep(0.01)
+    async with asyncio.timeout(30):  # polled (as a client would) until the last one starts
+        while True:
+            body = (await client.get(handles[5]["status_url"])).json()
+            if body["status"] != "IN_QUEUE":
+                break
+            assert engine_of(client).running <= 2
+            if not seen or seen[-1] != body["queue_position"]:
+                seen.append(body["queue_position"])
+            await asyncio.sleep(0.01)
     assert seen[0] == 3
     assert seen == sorted(set(seen), reverse=True)  # only ever falls
     assert seen[-1] <= 1
@@ -73,13 +74,17 @@ async def test_positions_fall_as_jobs_start_with_concurrency_two(
 
 @pytest.mark.parametrize("flag", ["1", "true", "True"])
 async def test_logs_only_when_asked(make_client: ClientFactory, flag: str) -> None:
-    client = await make_client(latency=0.3)
+    client = await make_client(latency=0.6)
     handle = await submit(client, "fal-ai/flux/dev", {"prompt": "x", "num_inference_steps": 6})
-    await asyncio.sleep(0.2)
+    async with asyncio.timeout(30):  # running, with a first log line (not a guessed delay)
+        while True:
+            running = (await client.get(handle["status_url"], params={"logs": flag})).json()
+            if running["status"] != "IN_QUEUE" and running["logs"]:
+                break
+            await asyncio.sleep(0.01)
     without = (await client.get(handle["status_url"], params={"logs": "0"})).json()
     assert without["logs"] is None
     assert (await client.get(handle["status_url"], params={"logs": "false"})).json()["logs"] is None
-    running = (await client.get(handle["status_url"], params={"logs": flag})).json()
     assert running["status"] == "IN_PROGRESS"
     assert 0 < len(running["logs"]) < 9
     done = await wait_done(client, handle["status_url"] + f"?logs={flag}")
