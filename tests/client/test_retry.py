@@ -196,3 +196,46 @@ def test_parse_retry_after_absent() -> None:
 def test_policy_rejects_nonsense(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError):
         RetryPolicy(**kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"max_attempts": 0}, "max_attempts must be at least 1"),
+        ({"base_delay": -0.001}, "delays and deadline must not be negative"),
+        ({"max_delay": -1.0}, "delays and deadline must not be negative"),
+        ({"deadline": -1.0}, "delays and deadline must not be negative"),
+    ],
+)
+def test_policy_says_what_is_wrong(kwargs: dict[str, float], message: str) -> None:
+    with pytest.raises(ValueError, match=f"^{message}$"):
+        RetryPolicy(**kwargs)  # type: ignore[arg-type]
+
+
+def test_policy_edges_are_allowed() -> None:
+    """One attempt (never retry) and zero waits are policies, not mistakes."""
+    policy = RetryPolicy(max_attempts=1, base_delay=0.0, max_delay=0.0, deadline=0.0)
+    assert policy.max_attempts == 1
+    assert not should_retry(
+        operation="status", status_code=503, exc=None, headers={}, attempt=1, policy=policy
+    )
+
+
+def test_a_500_on_the_status_stream_is_retried_like_other_queue_reads() -> None:
+    for operation in ("status", "stream", "result"):
+        assert should_retry(
+            operation=operation, status_code=500, exc=None, headers={}, attempt=1, policy=POLICY
+        )
+    for operation in ("cancel", "token", "upload", "submit", "run"):
+        assert not should_retry(
+            operation=operation, status_code=500, exc=None, headers={}, attempt=1, policy=POLICY
+        )
+
+
+def test_an_http_date_is_read_against_the_clock_when_no_time_is_given() -> None:
+    import time
+
+    soon = email.utils.formatdate(time.time() + 30, usegmt=True)
+    waited = parse_retry_after(soon)
+    assert waited is not None
+    assert 25 <= waited <= 30
