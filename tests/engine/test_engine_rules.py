@@ -1,0 +1,408 @@
+"""The engine's rules, one at a time and fast: a scripted fake Fal (tests/client/fakes.py), a
+SQLite journal, polls every 10 ms. Each test pins something the mutation run found no test
+for (docs/testing.md): which URLs a reattached job uses, how a refused or cut-off submit is
+journaled, what a delivery or an ended job gives back, when a budget keeps a job's money.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import httpx
+import pytest
+
+from falkit.client import FalClient
+from falkit.errors import (
+    ApiError,
+    FalkitError,
+    JobCancelledError,
+    JobFailedError,
+    SubmitUncertainError,
+    TransportError,
+    ValidationError,
+)
+from falkit.events import CompletedEvent, FailedEvent, QueuedEvent
+from falkit.service.budget import Budget
+from falkit.service.engine import EngineOptions, JobEngine
+from falkit.service.engine_parts import UNCERTAIN_HINT, close_budgets, error_type
+from falkit.service.follow import FollowOptions
+from falkit.service.handle import LiveJob
+from falkit.store import JobRecord, JobStore
+from falkit.types import FalResponse
+from tests.client.fakes import FAST, KEY, QUEUE, REQUEST_ID, FakeFal, make_settings, status_body
+
+ENDPOINT = "fal-ai/flux/dev"
+SUBMIT = f"/{ENDPOINT}"
+BASE = f"{QUEUE}/fal-ai/flux/requests/{REQUEST_ID}"
+STATUS = f"/fal-ai/flux/requests/{REQUEST_ID}/status"
+RESULT = f"/fal-ai/flux/requests/{REQUEST_ID}"
+QUICK = FollowOptions(stream_cap=0, poll_initial=0.01, poll_max=0.02)
+
+
+def queued(position: int = 2) -> httpx.Response:
+    return httpx.Response(
+        200,
+        json={
+            "request_id": REQUEST_ID,
+            "status_url": f"{BASE}/status",
+            "response_url": BASE,
+            "cancel_url": f"{BASE}/cancel",
+            "queue_position": position,
+        },
+    )
+
+
+def done_fal(output: dict[str, Any] | None = None) -> FakeFal:
+    """A Fal that queues the submit, says COMPLETED, and gives ``output``."""
+    return (
+        FakeFal()
+        .on("POST", SUBMIT, queued())
+        .on("GET", STATUS, httpx.Response(200, json=status_body("COMPLETED")))
+        .on("GET", RESULT, httpx.Response(200, json=output or {"images": []}))
+    )
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[JobStore]:
+    async with await JobStore.open(f"sqlite+aiosqlite:///{tmp_path / 'lib.db'}") as opened:
+        yield opened
+
+
+class Harness:
+    """An engine over a fake Fal and a real journal; ``finished`` holds what finish saw."""
+
+    def __init__(self, store: JobStore, transport: httpx.AsyncBaseTransport, **options: Any):
+        self.store = store
+        self.client = FalClient(make_settings(), transport=transport, retry=FAST)
+        self.engine = JobEngine(
+            self.client, store, EngineOptions(follow=QUICK, retry=FAST, **options)
+        )
+        self.finished: list[FalResponse] = []
+
+    async def finish(self, record: JobRecord, response: FalResponse, emit: Any) -> Any:
+        self.finished.append(response)
+        return SimpleNamespace(cost_usd=0.25, job_id=record.id)
+
+    async def job(self, estimate: float | None = 0.5) -> JobRecord:
+        return await self.store.create_job(
+            kind="image", model="flux-dev", endpoint_id=ENDPOINT,
+            arguments={"prompt": "a fox"}, estimated_cost=estimate,
+        )  # fmt: skip
+
+    async def close(self) -> None:
+        await self.engine.aclose()
+        await self.client.aclose()
+
+
+@pytest.fixture
+async def harness(store: JobStore) -> AsyncIterator[Harness]:
+    made: list[Harness] = []
+
+    def make(transport: httpx.AsyncBaseTransport, **options: Any) -> Harness:
+        made.append(Harness(store, transport, **options))
+        return made[-1]
+
+    yield make  # type: ignore[misc]
+    for one in made:
+        await one.close()
+
+
+# ---- a job's whole life, quickly ----
+
+
+async def test_a_job_is_submitted_followed_finished_and_settled(harness: Any) -> None:
+    fal = done_fal()
+    h = harness(fal.transport)
+    record = await h.job()
+    budget = Budget(limit=1.0)
+    handle = h.engine.launch(record.id, "image", finish=h.finish, record=record, estimate=0.5,
+                             budgets=[budget])  # fmt: skip
+    assert [live.job_id for live in h.engine.running()] == [record.id]
+    assert budget.in_flight == 0.5
+    result = await handle.result()
+    assert result.cost_usd == 0.25
+    assert (budget.spent, budget.in_flight) == (0.25, 0.0)
+    assert handle.state == "completed"
+    events = handle.history()
+    assert isinstance(events[0], QueuedEvent)
+    assert (events[0].position, events[0].request_id) == (2, REQUEST_ID)
+    assert isinstance(events[-1], CompletedEvent)
+    stored = await h.store.get_job(record.id)
+    assert stored is not None
+    # the finish step (here a stub) records completion; the engine saw it run
+    assert (stored.status, stored.request_id) == ("running", REQUEST_ID)
+    assert stored.status_url == f"{BASE}/status"
+    assert fal.count("POST", SUBMIT) == 1
+    assert h.engine.running() == []
+    assert h.engine.get(record.id) is not None  # kept for late readers
+
+
+async def test_a_delivered_output_is_scrubbed_and_finishes_the_job(harness: Any) -> None:
+    fal = (
+        FakeFal()
+        .on("POST", SUBMIT, queued())
+        .on("GET", STATUS, httpx.Response(200, json=status_body("IN_PROGRESS")))
+    )
+    h = harness(fal.transport)
+    record = await h.job()
+    handle = h.engine.launch(record.id, "image", finish=h.finish, record=record)
+    async for event in handle.events():
+        if isinstance(event, QueuedEvent):
+            break
+    output = FalResponse(request_id=REQUEST_ID, data={"images": [], "echo": f"key {KEY}"})
+    assert h.engine.deliver(REQUEST_ID, output)
+    await handle.result()
+    (seen,) = h.finished
+    assert seen.request_id == REQUEST_ID
+    assert KEY not in str(seen.data)
+    assert "echo" in seen.data
+    assert not h.engine.deliver(REQUEST_ID, output)  # nobody waits for it any more
+
+
+async def test_deliveries_for_jobs_elsewhere_go_to_the_dispatcher(harness: Any) -> None:
+    h = harness(FakeFal().transport)
+    passed: list[tuple[str, FalResponse]] = []
+    h.engine.dispatcher = SimpleNamespace(
+        deliver=lambda rid, response: passed.append((rid, response)) or True,
+        follow_now=lambda rid: rid == "elsewhere",
+    )
+    output = FalResponse(request_id="elsewhere", data={})
+    assert h.engine.deliver("elsewhere", output)
+    assert passed == [("elsewhere", output)]
+    assert h.engine.follow_now("elsewhere")
+    assert not h.engine.follow_now("nowhere")
+
+
+async def test_without_a_dispatcher_an_unknown_delivery_is_refused(harness: Any) -> None:
+    h = harness(FakeFal().transport)
+    assert not h.engine.deliver("nobody", FalResponse(request_id="nobody", data={}))
+    assert not h.engine.follow_now("nobody")
+
+
+# ---- submits that fail ----
+
+
+async def test_a_submit_refused_for_good_fails_with_the_reason_and_its_type(
+    harness: Any,
+) -> None:
+    body = {"detail": [{"loc": ["body", "num_images"], "msg": "too many", "type": "x"}]}
+    fal = FakeFal().on("POST", SUBMIT, httpx.Response(422, json=body))
+    h = harness(fal.transport)
+    record = await h.job()
+    budget = Budget(limit=1.0)
+    handle = h.engine.launch(record.id, "image", finish=h.finish, record=record, estimate=0.5,
+                             budgets=[budget])  # fmt: skip
+    with pytest.raises(FalkitError) as caught:
+        await handle.result()
+    stored = await h.store.get_job(record.id)
+    assert stored is not None
+    assert (stored.status, stored.request_id) == ("failed", None)
+    assert stored.error == str(caught.value)
+    assert stored.error_type == error_type(caught.value)
+    assert stored.error_type == "validation_error"
+    assert budget.committed == 0.0  # refused: never billed
+    last = handle.history()[-1]
+    assert isinstance(last, FailedEvent)
+    assert handle.state == "failed"
+
+
+@pytest.mark.parametrize(
+    ("reply", "status"),
+    [
+        (httpx.Response(500, json={"detail": "boom"}), "pending"),  # no app saw it
+        (httpx.Response(429), "pending"),
+        (httpx.Response(401, json={"detail": "bad key"}), "failed"),
+        (httpx.Response(499, json={"detail": "odd"}), "failed"),
+    ],
+)
+async def test_a_submit_that_certainly_missed_goes_back_to_pending(
+    harness: Any, reply: httpx.Response, status: str
+) -> None:
+    fal = FakeFal().on("POST", SUBMIT, reply)
+    h = harness(fal.transport)
+    record = await h.job()
+    handle = h.engine.launch(record.id, "image", finish=h.finish, record=record)
+    with pytest.raises(FalkitError):
+        await handle.result()
+    stored = await h.store.get_job(record.id)
+    assert stored is not None
+    assert (stored.status, stored.request_id, stored.submitter) == (
+        status,
+        None,
+        None if status == "pending" else stored.submitter,
+    )
+
+
+async def test_an_uncertain_submit_is_unknown_and_keeps_its_money(harness: Any) -> None:
+    fal = FakeFal().on("POST", SUBMIT, httpx.ReadTimeout("slow"))
+    h = harness(fal.transport)
+    record = await h.job()
+    budget = Budget(limit=1.0)
+    handle = h.engine.launch(record.id, "image", finish=h.finish, record=record, estimate=0.5,
+                             budgets=[budget])  # fmt: skip
+    with pytest.raises(SubmitUncertainError) as caught:
+        await handle.result()
+    assert str(caught.value).endswith(UNCERTAIN_HINT)
+    stored = await h.store.get_job(record.id)
+    assert stored is not None
+    assert stored.status == "unknown"
+    assert stored.error == str(caught.value)
+    assert (budget.held, budget.in_flight) == (0.5, 0.0)
+    assert fal.count("POST", SUBMIT) == 1
+
+
+class _Held(httpx.AsyncBaseTransport):
+    """Takes every request and never answers (a POST on the wire)."""
+
+    def __init__(self) -> None:
+        self.arrived = asyncio.Event()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.arrived.set()
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+
+async def test_a_submit_cut_off_on_the_wire_is_unknown_with_the_hint(harness: Any) -> None:
+    transport = _Held()
+    h = harness(transport, submit_grace=0.01)
+    record = await h.job()
+    handle = h.engine.launch(record.id, "image", finish=h.finish, record=record)
+    await asyncio.wait_for(transport.arrived.wait(), 10)
+    await h.engine.aclose()
+    with pytest.raises(FalkitError, match="the service was closed"):
+        await handle.result()
+    stored = await h.store.get_job(record.id)
+    assert stored is not None
+    assert stored.status == "unknown"
+    assert stored.error == "interrupted while submitting; " + UNCERTAIN_HINT
+    assert handle.state == "detached"
+
+
+# ---- reattaching ----
+
+
+def _record(**fields: Any) -> Any:
+    base: dict[str, Any] = {"id": "j_1", "endpoint_id": ENDPOINT, "request_id": "r-9"}
+    base.update(status_url=None, response_url=None, cancel_url=None)
+    return SimpleNamespace(**{**base, **fields})
+
+
+async def test_stored_urls_under_the_queue_are_used_as_they_are(harness: Any) -> None:
+    h = harness(FakeFal().transport)
+    urls = {name: f"{QUEUE}/custom/{name}" for name in ("status_url", "response_url", "cancel_url")}
+    handle = h.engine._handle_for(_record(**urls))
+    assert (handle.endpoint_id, handle.request_id) == (ENDPOINT, "r-9")
+    assert (handle.status_url, handle.response_url, handle.cancel_url) == (
+        urls["status_url"],
+        urls["response_url"],
+        urls["cancel_url"],
+    )
+
+
+@pytest.mark.parametrize("missing", ["status_url", "response_url", "cancel_url"])
+async def test_urls_missing_or_elsewhere_are_rebuilt_under_the_queue(
+    harness: Any, missing: str
+) -> None:
+    h = harness(FakeFal().transport)
+    urls: dict[str, Any] = {
+        name: f"{QUEUE}/custom/{name}" for name in ("status_url", "response_url", "cancel_url")
+    }
+    rebuilt = h.client.handle(ENDPOINT, "r-9")
+    for broken in (None, f"https://elsewhere.example/{missing}", f"{QUEUE}evil.example/x"):
+        handle = h.engine._handle_for(_record(**{**urls, missing: broken}))
+        assert handle == rebuilt
+        assert (handle.endpoint_id, handle.request_id) == (ENDPOINT, "r-9")
+
+
+# ---- handles on jobs this engine did not run ----
+
+
+async def test_a_handle_on_an_ended_job_tells_its_end(harness: Any, store: JobStore) -> None:
+    h = harness(FakeFal().transport)
+    record = await h.job()
+    final = CompletedEvent(record.id, "the result")
+    handle = h.engine.ended(record, final, "the result", error=False)
+    assert handle.done
+    assert handle.job_id == record.id
+    assert handle.kind == "image"
+    assert handle.state == record.status
+    assert await handle.result() == "the result"
+    assert [event.seq for event in handle.history()] == [1]
+    assert h.engine.get(record.id) is not None
+    assert h.engine.running() == []
+
+    failed = JobFailedError("it broke")
+    other = await h.job()
+    bad = h.engine.ended(other, FailedEvent(other.id, "it broke", None), failed, error=True)
+    with pytest.raises(JobFailedError, match="it broke"):
+        await bad.result()
+    assert isinstance(bad.history()[0], FailedEvent)
+
+
+async def test_a_job_held_before_its_task_ran_ends_detached_and_frees_its_money(
+    harness: Any,
+) -> None:
+    h = harness(FakeFal().on("POST", SUBMIT, queued()).transport)
+    record = await h.job()
+    budget = Budget(limit=1.0)
+    handle = h.engine.launch(record.id, "image", finish=h.finish, record=record, estimate=0.5,
+                             budgets=[budget])  # fmt: skip
+    assert handle.stop_unsent()  # at once: the job's task has not run yet
+    with pytest.raises(FalkitError, match="held before it was sent"):
+        await handle.result()
+    assert handle.state == "detached"
+    assert budget.committed == 0.0
+    assert h.engine.running() == []
+    assert h.engine.get(record.id) is not None
+    stored = await h.store.get_job(record.id)
+    assert stored is not None
+    assert stored.status == "pending"
+
+
+# ---- which endings keep a job's money ----
+
+
+@pytest.mark.parametrize(
+    ("request_id", "error", "kept"),
+    [
+        (None, SubmitUncertainError("maybe sent"), True),
+        ("r-1", SubmitUncertainError("maybe sent"), True),
+        ("r-1", TransportError("stopped following"), True),  # at Fal, no longer followed
+        ("r-1", FalkitError("closed"), True),
+        ("r-1", JobFailedError("Fal says it failed"), False),
+        (None, TransportError("never connected"), False),
+        (None, ApiError("refused", status_code=422), False),
+        (None, JobFailedError("failed"), False),
+    ],
+)
+async def test_a_budget_keeps_what_fal_may_still_bill(
+    request_id: str | None, error: FalkitError, kept: bool
+) -> None:
+    budgets = (Budget(limit=1.0), Budget(limit=2.0))
+    live = LiveJob("j_1", "image", SimpleNamespace(request_id=request_id), 0.5, budgets)
+    for budget in budgets:
+        budget.reserve("j_1", 0.5)
+    close_budgets(live, error)
+    for budget in budgets:
+        assert (budget.held, budget.in_flight) == ((0.5, 0.0) if kept else (0.0, 0.0))
+
+
+async def test_a_job_with_no_record_yet_is_never_billed() -> None:
+    budget = Budget(limit=1.0)
+    budget.reserve("j_1", 0.5)
+    close_budgets(LiveJob("j_1", "image", None, 0.5, (budget,)), FalkitError("prepare failed"))
+    assert (budget.held, budget.in_flight) == (0.0, 0.0)
+
+
+def test_error_types() -> None:
+    assert error_type(ValidationError("bad")) == "validation_error"
+    assert error_type(JobFailedError("x", error_type="runner_disconnected")) == (
+        "runner_disconnected"
+    )
+    assert error_type(JobCancelledError("x")) is None
+    assert error_type(ValueError("x")) is None
