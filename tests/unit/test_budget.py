@@ -173,3 +173,25 @@ def test_limits_refused(limit: object, words: str) -> None:
     with pytest.raises(ValidationError) as default:
         check_limit(limit)  # type: ignore[arg-type]
     assert default.value.errors[0].field == "budget"
+
+
+def test_the_tolerance_is_inclusive() -> None:
+    assert Budget(limit=1.0).fits(1.0 + EPSILON)
+
+
+def test_money_is_kept_to_a_billionth_and_shown_to_a_millionth() -> None:
+    budget = Budget(limit=10.0)
+    budget.reserve("a", 1.0)
+    budget.settle("a", 0.1234567891234)
+    budget.reserve("b", 0.9876543219876)
+    budget.hold("b")
+    assert budget.spent == 0.123456789
+    assert budget.held == 0.987654322
+    shown = budget.to_json()
+    assert (shown["spent_usd"], shown["held_usd"]) == (0.123457, 0.987654)
+
+
+def test_a_refusal_says_this_job_when_not_told_what() -> None:
+    budget = Budget(limit=0.1)
+    with pytest.raises(BudgetExceededError, match=r"^refused before submitting: this job is "):
+        budget.reserve("a", 0.2)
