@@ -67,3 +67,31 @@ async def _submitted(cluster: Cluster, job_id: str) -> object:
 async def _completed(cluster: Cluster, job_id: str) -> object:
     record = await cluster.job(job_id)
     return record if record is not None and record["status"] == "completed" else None
+
+
+async def test_a_job_a_dead_worker_left_submitting_is_reconciled_not_stuck(
+    cluster: Cluster,
+) -> None:
+    """A worker killed mid-POST leaves its job ``submitting``; the queue runs the job again:
+    it becomes ``unknown``, is looked up in Fal's request history, and — never having arrived
+    — is sent once after the safe delay. It must not end its queue task while unknown."""
+    import socket
+
+    _, url_a = cluster.replica("a")
+    job_id = await start_image(url_a, "a lighthouse, dead submitter", seed=9)
+    dead = f"{socket.gethostname()}:{_ended_pid()}:1"  # no worker has run it yet
+    await cluster.sql(
+        "UPDATE jobs SET status = 'submitting', submitter = $2 WHERE id = $1", job_id, dead
+    )
+    cluster.worker("w1")
+    done = await until(lambda: _completed(cluster, job_id), timeout=60)
+    assert done["request_id"]
+    assert cluster.emulator.stats()["submits"] == 1
+
+
+def _ended_pid() -> int:
+    import subprocess
+
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return child.pid

@@ -126,8 +126,8 @@ class Worker:
         job_id = (task.payload or b"").decode()
         store = await self.service.store()
         record = await store.get_job(job_id)
-        if record is None or record.finished:
-            return
+        if record is None or (record.finished and record.status != "unknown"):
+            return  # done; an unknown job is not: it waits to be reconciled
         if record.status in ("submitting", "unknown"):
             settled = await self._settled(record)
             if settled is None:
