@@ -406,3 +406,89 @@ def test_error_types() -> None:
     )
     assert error_type(JobCancelledError("x")) is None
     assert error_type(ValueError("x")) is None
+
+
+# ---- jobs that end at Fal ----
+
+
+@pytest.mark.parametrize(
+    ("error_type", "cancel", "status", "raised"),
+    [
+        (None, False, "failed", JobFailedError),
+        ("runner_disconnected", False, "failed", JobFailedError),
+        ("request_cancelled", False, "cancelled", JobCancelledError),
+        (None, True, "cancelled", JobCancelledError),  # our cancel, Fal gave no type
+        ("runner_disconnected", True, "failed", JobFailedError),  # failed before the cancel
+    ],
+)
+async def test_a_job_fal_ended_with_an_error_is_journaled_as_it_ended(
+    harness: Any, error_type: str | None, cancel: bool, status: str, raised: type[Exception]
+) -> None:
+    ended = status_body("COMPLETED", error="it went wrong", error_type=error_type)
+    cancelled = asyncio.Event()
+
+    def state(request: httpx.Request) -> httpx.Response:
+        if cancel and not cancelled.is_set():
+            return httpx.Response(200, json=status_body("IN_QUEUE", queue_position=0))
+        return httpx.Response(200, json=ended)
+
+    def cancel_reply(request: httpx.Request) -> httpx.Response:
+        cancelled.set()
+        return httpx.Response(202, json={"status": "CANCELLATION_REQUESTED"})
+
+    fal = (
+        FakeFal()
+        .on("POST", SUBMIT, queued())
+        .on("GET", STATUS, state)
+        .on("PUT", f"{RESULT}/cancel", cancel_reply)
+    )
+    h = harness(fal.transport)
+    record = await h.job()
+    handle = h.engine.launch(record.id, "image", finish=h.finish, record=record)
+    if cancel:
+        async for event in handle.events():
+            if isinstance(event, QueuedEvent):
+                break
+        assert await handle.cancel() == "CANCELLATION_REQUESTED"
+    with pytest.raises(raised) as caught:
+        await handle.result()
+    assert caught.value.request_id == REQUEST_ID
+    stored = await h.store.get_job(record.id)
+    assert stored is not None
+    assert (stored.status, stored.error, stored.error_type) == (status, "it went wrong", error_type)
+    assert fal.count("GET", RESULT) == 0  # a failed job's result is never asked for
+
+
+# ---- handles ----
+
+
+async def test_handles_come_from_this_engine(harness: Any) -> None:
+    transport = _Held()
+    h = harness(transport, submit_grace=0.01)
+    record = await h.job()
+    handle = h.engine.attach(record, h.finish)
+    assert handle.kind == "image"
+    assert handle.job_id == record.id
+    await asyncio.wait_for(transport.arrived.wait(), 10)
+    (running,) = h.engine.running()
+    found = h.engine.get(record.id)
+    assert found is not None
+    for each in (handle, running, found):
+        assert each._engine is h.engine
+        assert each.job_id == record.id
+        assert each.state == "submitting"
+    assert h.engine.get("j_nobody") is None
+
+
+async def test_an_ended_jobs_handle_knows_its_record_and_engine(harness: Any) -> None:
+    h = harness(FakeFal().transport)
+    record = await h.job()
+    handle = h.engine.ended(record, CompletedEvent(record.id, None), None, error=False)
+    assert handle.record == record
+    assert await handle.cancel() == f"ALREADY_{record.status.upper()}"
+
+
+def test_an_error_type_that_is_not_text_is_none() -> None:
+    odd = FalkitError("x")
+    odd.error_type = 5  # type: ignore[attr-defined]
+    assert error_type(odd) is None
