@@ -453,6 +453,9 @@ async def test_a_job_fal_ended_with_an_error_is_journaled_as_it_ended(
     with pytest.raises(raised) as caught:
         await handle.result()
     assert caught.value.request_id == REQUEST_ID
+    assert caught.value.error_type == error_type
+    words = "was cancelled" if status == "cancelled" else "failed: it went wrong"
+    assert str(caught.value) == f"job {record.id} {words}"
     stored = await h.store.get_job(record.id)
     assert stored is not None
     assert (stored.status, stored.error, stored.error_type) == (status, "it went wrong", error_type)
@@ -492,3 +495,44 @@ def test_an_error_type_that_is_not_text_is_none() -> None:
     odd = FalkitError("x")
     odd.error_type = 5  # type: ignore[attr-defined]
     assert error_type(odd) is None
+
+
+async def test_a_job_cancelled_while_preparing_ends_cancelled_and_journals_nothing(
+    harness: Any,
+) -> None:
+    h = harness(FakeFal().transport)
+    preparing = asyncio.Event()
+
+    async def prepare(emit: Any) -> JobRecord:
+        preparing.set()
+        await asyncio.Event().wait()  # an upload that never ends
+        raise AssertionError("unreachable")
+
+    budget = Budget(limit=1.0)
+    handle = h.engine.launch("j_prep", "image", finish=h.finish, prepare=prepare, estimate=0.5,
+                             budgets=[budget])  # fmt: skip
+    await asyncio.wait_for(preparing.wait(), 10)
+    assert handle.state == "preparing"
+    assert await handle.cancel() == "OK"
+    with pytest.raises(JobCancelledError, match="j_prep was cancelled"):
+        await handle.result()
+    assert handle.state == "cancelled"
+    assert budget.committed == 0.0
+    assert await h.store.get_job("j_prep") is None
+
+
+async def test_a_webhook_job_waits_for_its_delivery_until_told_to_follow(harness: Any) -> None:
+    fal = done_fal()
+    h = harness(fal.transport, webhook_url="https://me.example/hook", webhook_grace=60.0)
+    record = await h.job()
+    handle = h.engine.launch(record.id, "image", finish=h.finish, record=record)
+    async for event in handle.events():
+        if isinstance(event, QueuedEvent):
+            break
+    (posted,) = [r for r in fal.requests if r.method == "POST"]
+    assert posted.url.params["fal_webhook"] == "https://me.example/hook"
+    assert fal.count("GET", STATUS) == 0  # waiting for the webhook, not polling
+    assert h.engine.follow_now(REQUEST_ID)
+    await asyncio.wait_for(handle.result(), 10)
+    assert fal.count("GET", STATUS) >= 1
+    assert not h.engine.follow_now(REQUEST_ID)  # no longer waiting
