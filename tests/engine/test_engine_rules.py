@@ -536,3 +536,153 @@ async def test_a_webhook_job_waits_for_its_delivery_until_told_to_follow(harness
     await asyncio.wait_for(handle.result(), 10)
     assert fal.count("GET", STATUS) >= 1
     assert not h.engine.follow_now(REQUEST_ID)  # no longer waiting
+
+
+class _Gated(httpx.AsyncBaseTransport):
+    """A fake Fal whose submits wait at a gate until ``open()`` (a POST on the wire)."""
+
+    def __init__(self, fal: FakeFal) -> None:
+        self.fal = fal
+        self.arrived = asyncio.Event()
+        self._open = asyncio.Event()
+
+    def open(self) -> None:
+        self._open.set()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.method == "POST":
+            self.arrived.set()
+            await self._open.wait()
+        return self.fal.handler(request)
+
+
+async def test_a_cancel_during_the_post_waits_for_it_then_cancels_at_fal(harness: Any) -> None:
+    cancelled = asyncio.Event()
+
+    def state(request: httpx.Request) -> httpx.Response:
+        body = (
+            status_body("COMPLETED", error="cancelled", error_type="request_cancelled")
+            if cancelled.is_set()
+            else status_body("IN_QUEUE", queue_position=0)
+        )
+        return httpx.Response(200, json=body)
+
+    def cancel_reply(request: httpx.Request) -> httpx.Response:
+        cancelled.set()
+        return httpx.Response(202, json={"status": "CANCELLATION_REQUESTED"})
+
+    fal = (
+        FakeFal()
+        .on("POST", SUBMIT, queued())
+        .on("GET", STATUS, state)
+        .on("PUT", f"{RESULT}/cancel", cancel_reply)
+    )
+    gated = _Gated(fal)
+    h = harness(gated)
+    record = await h.job()
+    handle = h.engine.launch(record.id, "image", finish=h.finish, record=record)
+    await asyncio.wait_for(gated.arrived.wait(), 10)
+    assert handle.state == "submitting"
+    cancelling = asyncio.ensure_future(handle.cancel())
+    await asyncio.sleep(0)  # one loop turn: the cancel is waiting for the POST's answer
+    assert not cancelling.done()
+    gated.open()
+    assert await asyncio.wait_for(cancelling, 10) == "CANCELLATION_REQUESTED"
+    with pytest.raises(JobCancelledError):
+        await handle.result()
+    assert fal.count("POST", SUBMIT) == 1
+    assert fal.count("PUT", f"{RESULT}/cancel") == 1
+    stored = await h.store.get_job(record.id)
+    assert stored is not None
+    assert (stored.status, stored.request_id) == ("cancelled", REQUEST_ID)
+
+
+async def test_a_job_waiting_for_a_lane_is_cancelled_or_held_without_being_sent(
+    harness: Any,
+) -> None:
+    fal = done_fal()
+    gated = _Gated(fal)
+    h = harness(gated, submit_lanes=1)
+    first = await h.job()
+    h.engine.launch(first.id, "image", finish=h.finish, record=first)
+    await asyncio.wait_for(gated.arrived.wait(), 10)  # the only lane is taken
+
+    budget = Budget(limit=1.0)
+    waiting = await h.job()
+    cancelled = h.engine.launch(waiting.id, "image", finish=h.finish, record=waiting,
+                                estimate=0.5, budgets=[budget])  # fmt: skip
+    held_record = await h.job()
+    held = h.engine.launch(held_record.id, "image", finish=h.finish, record=held_record,
+                           estimate=0.25, budgets=[budget])  # fmt: skip
+    await asyncio.sleep(0)  # both tasks run up to the lane
+    assert budget.in_flight == 0.75
+    assert await cancelled.cancel() == "OK"
+    with pytest.raises(JobCancelledError) as caught:
+        await cancelled.result()
+    assert str(caught.value) == f"job {waiting.id} was cancelled"
+    assert held.stop_unsent()
+    with pytest.raises(FalkitError) as stopped:
+        await held.result()
+    assert str(stopped.value) == f"job {held_record.id} was held before it was sent"
+    assert budget.committed == 0.0
+    gated.open()
+    cancelled_row = await h.store.get_job(waiting.id)
+    held_row = await h.store.get_job(held_record.id)
+    assert cancelled_row is not None
+    assert held_row is not None
+    assert (cancelled_row.status, cancelled_row.error) == ("cancelled", "cancelled before submit")
+    assert (held_row.status, held_row.error) == ("pending", None)
+    assert fal.count("POST", SUBMIT) == 1
+
+
+async def test_closing_the_service_detaches_a_followed_job(harness: Any) -> None:
+    fal = (
+        FakeFal()
+        .on("POST", SUBMIT, queued())
+        .on("GET", STATUS, httpx.Response(200, json=status_body("IN_QUEUE", queue_position=3)))
+    )
+    h = harness(fal.transport)
+    record = await h.job()
+    budget = Budget(limit=1.0)
+    handle = h.engine.launch(record.id, "image", finish=h.finish, record=record, estimate=0.5,
+                             budgets=[budget])  # fmt: skip
+    async for event in handle.events():
+        if isinstance(event, QueuedEvent):
+            break
+    await h.engine.aclose()
+    with pytest.raises(FalkitError) as caught:
+        await handle.result()
+    assert str(caught.value) == (
+        f"stopped following job {record.id}: the service was closed; "
+        "`falkit jobs resume` finishes it"
+    )
+    assert handle.state == "detached"
+    assert budget.committed == 0.0  # this engine no longer counts it
+    with pytest.raises(FalkitError, match="the job engine is closed"):
+        h.engine.launch("j_new", "image", finish=h.finish, record=record)
+
+
+async def test_cancelling_a_job_not_here(harness: Any) -> None:
+    h = harness(FakeFal().transport)
+    from falkit.errors import LookupFailedError
+
+    with pytest.raises(LookupFailedError) as caught:
+        await h.engine.cancel("j_elsewhere")
+    assert str(caught.value) == "job j_elsewhere is not running here"
+
+
+async def test_a_cluster_cancels_its_jobs_through_the_dispatcher(harness: Any) -> None:
+    transport = _Held()
+    h = harness(transport, submit_grace=0.01)
+    record = await h.job()
+    handle = h.engine.launch(record.id, "image", finish=h.finish, record=record)
+    asked: list[Any] = []
+
+    async def cancel(live: LiveJob) -> str:
+        asked.append(live)
+        return "PASSED_ON"
+
+    h.engine.dispatcher = SimpleNamespace(cancel=cancel)
+    assert await handle.cancel() == "PASSED_ON"
+    assert [live.job_id for live in asked] == [record.id]
+    h.engine.dispatcher = None
