@@ -686,3 +686,29 @@ async def test_a_cluster_cancels_its_jobs_through_the_dispatcher(harness: Any) -
     assert await handle.cancel() == "PASSED_ON"
     assert [live.job_id for live in asked] == [record.id]
     h.engine.dispatcher = None
+
+
+async def test_a_journal_that_fails_during_a_cancel_still_ends_the_job(
+    harness: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cancelled job's row cannot be written (the database went away): the handle still
+    ends, cancelled, instead of waiting forever."""
+    from falkit.errors import StoreError
+
+    gated = _Gated(done_fal())
+    h = harness(gated, submit_lanes=1)
+    first = await h.job()
+    h.engine.launch(first.id, "image", finish=h.finish, record=first)
+    await asyncio.wait_for(gated.arrived.wait(), 10)
+    waiting = await h.job()
+    handle = h.engine.launch(waiting.id, "image", finish=h.finish, record=waiting)
+    await asyncio.sleep(0)
+
+    async def broken(*args: Any, **kwargs: Any) -> Any:
+        raise StoreError("library database error: disk I/O error")
+
+    monkeypatch.setattr(h.store, "fail_job", broken)
+    await handle.cancel()
+    with pytest.raises(JobCancelledError):
+        await asyncio.wait_for(handle.result(), 10)
+    gated.open()
