@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -64,3 +66,37 @@ async def test_unknown_price_cannot_be_budgeted(service: FalService, emu: Any) -
 async def test_budget_must_be_positive(service: FalService, budget: float) -> None:
     with pytest.raises(ValidationError, match="budget"):
         await service.generate_batch(["x"], budget=budget)
+
+
+async def test_a_job_still_downloading_counts_what_fal_billed(emu: Any) -> None:
+    """Once Fal's answer says what a job is billed, every budget counts that, not the estimate,
+    even while its images download: the next admission sees the overrun."""
+    async with FalService(
+        emulator_settings(emu.base_url), transport=Overbilling(2.0), spend_cap=1.0
+    ) as service:
+        real, entered, gate = service.image_finisher, asyncio.Event(), asyncio.Event()
+        seen: list[tuple[float, float]] = []
+
+        def held_finisher(out_dir: Path | None) -> Any:
+            finish = real(out_dir)
+
+            async def held(record: Any, response: Any, emit: Any) -> Any:
+                seen.append((service.budget.in_flight, service.budget.spent))
+                entered.set()
+                await gate.wait()
+                return await finish(record, response, emit)
+
+            return held
+
+        service.image_finisher = held_finisher  # type: ignore[method-assign]
+        handle = await service.start_image(service.request("a harbour", image_size="square"))
+        assert service.budget.in_flight == pytest.approx(EACH)  # the estimate, until Fal answers
+        await asyncio.wait_for(entered.wait(), 30)
+        assert seen == [(pytest.approx(2 * EACH, abs=1e-6), 0.0)]
+        gate.set()
+        result = await handle.result()
+    assert result.cost_usd == pytest.approx(2 * EACH, abs=1e-6)
+    assert (service.budget.spent, service.budget.in_flight) == (
+        pytest.approx(2 * EACH, abs=1e-6),
+        0.0,
+    )

@@ -195,3 +195,15 @@ def test_a_refusal_says_this_job_when_not_told_what() -> None:
     budget = Budget(limit=0.1)
     with pytest.raises(BudgetExceededError, match=r"^refused before submitting: this job is "):
         budget.reserve("a", 0.2)
+
+
+def test_a_billed_cost_replaces_the_estimate_until_the_job_settles() -> None:
+    budget = Budget(limit=1.0)
+    budget.reserve("billed", 0.25)
+    budget.revise("billed", 0.5)  # Fal's answer: billed twice the estimate
+    assert (budget.in_flight, budget.spent) == (0.5, 0.0)
+    assert not budget.fits(0.51)
+    budget.revise("ghost", 0.3)  # a job never reserved: nothing to revise
+    assert budget.in_flight == 0.5
+    budget.settle("billed", 0.5)
+    assert (budget.in_flight, budget.spent) == (0.0, 0.5)

@@ -86,6 +86,12 @@ class Budget:
             self.check(estimate, what)
         self._reserved[job_id] = estimate or 0.0
 
+    def revise(self, job_id: str, billed: float) -> None:
+        """Fal answered with what the job is billed: until it settles, that counts, not the
+        estimate (so jobs still downloading cannot hide an overrun from the next admission)."""
+        if job_id in self._reserved:
+            self._reserved[job_id] = billed
+
     def settle(self, job_id: str, cost: float | None) -> None:
         """The job completed: its recorded cost (or, unknown, its estimate) counts as spent."""
         estimate = self._reserved.pop(job_id, 0.0)

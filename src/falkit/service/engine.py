@@ -50,6 +50,7 @@ from falkit.service.engine_parts import (
     prewarm,
     ran,
     reserve_all,
+    revise_all,
     settle_all,
     uninterrupted,
 )
@@ -189,6 +190,7 @@ class JobEngine:
                 return
             request = await self._submitted(live)
             response = await self._followed(live, request)
+            revise_all(live, response)
             live.state = "downloading"
             async with self._finishing:
                 result = await finish(live.record, response, live.publish)

@@ -111,6 +111,18 @@ def reserve_all(
     return budgets
 
 
+def revise_all(live: LiveJob, response: FalResponse) -> None:
+    """The job's answer says what Fal billed: every budget counts that from now on."""
+    from falkit.catalog import BY_ENDPOINT
+    from falkit.service.generate import recorded_cost
+
+    spec = BY_ENDPOINT.get(live.record.endpoint_id) if live.record is not None else None
+    billed = recorded_cost(spec, response, None)
+    if billed is not None:
+        for budget in live.budgets:
+            budget.revise(live.job_id, billed)
+
+
 def settle_all(live: LiveJob, cost: float | None) -> None:
     for budget in live.budgets:
         budget.settle(live.job_id, cost)
