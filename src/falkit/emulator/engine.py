@@ -94,13 +94,7 @@ class Job:
             return False
         if self._changed is None:
             self._changed = asyncio.Event()
-        event = self._changed
-        try:
-            async with asyncio.timeout(timeout):
-                await event.wait()
-        except TimeoutError:
-            return False
-        return True
+        return await _set_within(self._changed, timeout)
 
     def visible_logs(self, now: float) -> list[dict[str, Any]]:
         if self.logs and self.logs[-1].at <= now:
@@ -145,6 +139,16 @@ class QueueOrder:
     def before(self, index: int) -> int:
         """How many queued slots precede ``index``."""
         return self._prefix(index - 1)
+
+
+async def _set_within(event: asyncio.Event, timeout: float) -> bool:
+    """Wait up to ``timeout`` seconds for the event; True if it was set."""
+    try:
+        async with asyncio.timeout(timeout):
+            await event.wait()
+    except TimeoutError:
+        return False
+    return True
 
 
 def _timestamp(wall: float) -> str:
@@ -258,13 +262,7 @@ class Engine:
             return False
         if self._queue_moved is None:
             self._queue_moved = asyncio.Event()
-        event = self._queue_moved
-        try:
-            async with asyncio.timeout(timeout):
-                await event.wait()
-        except TimeoutError:
-            return False
-        return True
+        return await _set_within(self._queue_moved, timeout)
 
     def _moved(self) -> None:
         """Wake every waiter on a queued job: positions changed."""
