@@ -98,6 +98,9 @@ def test_sums_are_rounded_to_a_billionth() -> None:
     for n in range(3):
         budget.settle(f"j{n}", 0.1)
     assert budget.spent == 0.3
+    budget.reserve("held", 4e-10)
+    budget.hold("held")
+    assert budget.held == 0.0  # what is held is kept to a billionth too
     budget.reserve("h", 0.1)
     budget.hold("h")
     budget.reserve("i", 0.2)
@@ -167,7 +170,7 @@ def test_limits_refused(limit: object, words: str) -> None:
     error = caught.value
     assert error.errors[0].field == "max_spend_usd"
     assert words in str(error)
-    assert "a positive USD amount" in str(error)
+    assert str(error).endswith(" (allowed: a positive USD amount)")
     with pytest.raises(ValidationError, match="spend cap"):
         Budget(limit=limit)  # type: ignore[arg-type]
     with pytest.raises(ValidationError) as default:
