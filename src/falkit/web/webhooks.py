@@ -3,8 +3,9 @@
 With FALKIT_PUBLIC_URL set every submit carries ``{public}/webhooks/fal``, and the engine does
 not follow such a job until its grace period has passed. A delivery is accepted only when all
 four ``X-Fal-Webhook-*`` headers are there, its timestamp is within the leeway (5 minutes), its
-ED25519 signature verifies against Fal's key set (JWKS, cached) and that signature was not seen
-before (the replay cache keeps them past the leeway, after which the timestamp refuses them).
+ED25519 signature verifies against Fal's key set (JWKS, cached) and that delivery (request id and
+timestamp) was not accepted before: falkit.client.webhooks.check_webhook_async, the check the
+library offers every app, with its replay cache.
 Refusals are logged and answered 4xx: 400 malformed, 401 bad signature or late, 409 replayed.
 
 An ``OK`` delivery with an output finishes its job through ``engine.deliver``: the job's images
@@ -19,8 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import time
-from collections import Counter, OrderedDict
+from collections import Counter
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -28,8 +28,13 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from falkit.client.webhooks import DEFAULT_JWKS_URL, HEADERS, JwksFetcher, verify_webhook_async
-from falkit.errors import FalkitError
+from falkit.client.webhooks import (
+    DEFAULT_JWKS_URL,
+    JwksFetcher,
+    ReplayCache,
+    Verdict,
+    check_webhook_async,
+)
 from falkit.types import FalResponse
 from falkit.web.errors import ErrorBody, error_response
 from falkit.web.state import WebState, web_state
@@ -46,22 +51,15 @@ WAIT_FOR_SUBMIT = 5.0
 """How long a delivery that beat its own submit answer waits for the job to take its id."""
 
 
-class ReplayCache:
-    """Signatures seen lately; an entry outlives the timestamp window, then is dropped."""
-
-    def __init__(self, ttl: float, size: int = 100_000) -> None:
-        self.ttl, self.size = ttl, size
-        self._seen: OrderedDict[str, float] = OrderedDict()
-
-    def add(self, key: str) -> bool:
-        """Record ``key``; False if it was seen already (a replay)."""
-        now = time.monotonic()
-        while self._seen and (next(iter(self._seen.values())) < now or len(self._seen) > self.size):
-            self._seen.popitem(last=False)
-        if key in self._seen:
-            return False
-        self._seen[key] = now + self.ttl
-        return True
+REFUSALS: dict[Verdict, tuple[int, str]] = {
+    Verdict.MISSING_HEADERS: (400, "missing_headers"),
+    Verdict.BAD_TIMESTAMP: (400, "bad_timestamp"),
+    Verdict.STALE: (401, "late"),
+    Verdict.BAD_SIGNATURE: (401, "bad_signature"),
+    Verdict.REPLAYED: (409, "replayed"),
+    Verdict.KEYS_UNAVAILABLE: (503, "jwks_unavailable"),  # Fal retries; so may we then
+}
+"""The answer to each refusal: its HTTP status and the word in the body and the log."""
 
 
 class Refused(Exception):
@@ -76,7 +74,7 @@ class WebhookReceiver:
     def __init__(self, service: FalService, options: WebOptions) -> None:
         self.service = service
         self.options = options
-        self.replays = ReplayCache(ttl=2 * options.webhook_leeway + 60)
+        self.replays = ReplayCache()
         self.counts: Counter[str] = Counter()
         self._http: httpx.AsyncClient | None = None
         self._fetcher: JwksFetcher | None = None
@@ -119,31 +117,13 @@ class WebhookReceiver:
     # ---- checking ----
 
     async def _checked(self, body: bytes, headers: Mapping[str, str]) -> dict[str, Any]:
-        values = {key.lower(): value for key, value in headers.items()}
-        missing = [name for name in HEADERS if not values.get(name)]
-        if missing:
-            raise Refused(400, "missing_headers", "missing " + ", ".join(missing))
-        stamp = values["x-fal-webhook-timestamp"]
-        if not stamp.strip().isdigit():
-            raise Refused(400, "bad_timestamp", f"timestamp {stamp[:40]!r} is not unix seconds")
-        skew = abs(time.time() - int(stamp))
-        if skew > self.options.webhook_leeway:
-            raise Refused(
-                401,
-                "late",
-                f"timestamp is {skew:.0f}s off (leeway {self.options.webhook_leeway:g}s)",
-            )
-        try:
-            genuine = await verify_webhook_async(
-                body, headers, self.fetcher(), leeway=self.options.webhook_leeway
-            )
-        except FalkitError as exc:  # the key set could not be fetched: let Fal retry
-            raise Refused(503, "jwks_unavailable", str(exc)) from None
-        if not genuine:
-            raise Refused(401, "bad_signature", "signature does not verify against Fal's keys")
-        if not self.replays.add(values["x-fal-webhook-signature"].strip().lower()):
-            raise Refused(409, "replayed", "this delivery was received before")
-        return _payload(body, values["x-fal-webhook-request-id"])
+        check = await check_webhook_async(
+            body, headers, self.fetcher(), leeway=self.options.webhook_leeway, replay=self.replays
+        )
+        if check.verdict is not Verdict.ACCEPTED or check.request_id is None:
+            status, code = REFUSALS[check.verdict]
+            raise Refused(status, code, check.reason)
+        return _payload(body, check.request_id)
 
     # ---- acting ----
 
@@ -198,7 +178,7 @@ def _payload(body: bytes, request_id: str) -> dict[str, Any]:
 
 
 router = APIRouter(tags=["webhooks"])
-REFUSALS = (
+DOCUMENTED = (
     (400, "Malformed delivery"),
     (401, "Bad signature or outside the time window"),
     (404, "Unknown request (Fal retries), or webhooks off (no FALKIT_PUBLIC_URL)"),
@@ -216,7 +196,7 @@ class WebhookOut(BaseModel):
 @router.post(
     "/webhooks/fal",
     response_model=WebhookOut,
-    responses={code: {"model": ErrorBody, "description": text} for code, text in REFUSALS},
+    responses={code: {"model": ErrorBody, "description": text} for code, text in DOCUMENTED},
 )
 async def fal_webhook(
     request: Request, state: Annotated[WebState, Depends(web_state)]
