@@ -5,9 +5,11 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from falkit.errors import NotFoundError, ValidationError
-from falkit.store import JobStore
+from falkit.store import JobStore, rows
 from tests.store.helpers import complete, new_job, submit
 
 
@@ -58,3 +60,41 @@ async def test_filters_until_lora_and_offset(store: JobStore) -> None:
     assert await store.list_jobs(until=plain.created_at) == []
     newest_first = [j.id for j in await store.list_jobs()]
     assert [j.id for j in await store.list_jobs(offset=1, limit=5)] == newest_first[1:]
+
+
+async def test_deleting_jobs_in_chunks_takes_every_job_and_image_row(
+    store: JobStore, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(rows, "IN_CHUNK", 2)  # five jobs: three IN (...) lists
+    done = [await new_job(store, f"fox {n}") for n in range(5)]
+    for job in done:
+        await submit(store, job.id)
+        await complete(store, job.id, images=2)
+    kept = await new_job(store, "kept")
+    await submit(store, kept.id)
+    await complete(store, kept.id, images=1)
+    deleted = await store.delete_jobs([job.id for job in done])
+    assert [r.id for r in deleted] == [job.id for job in done]
+    assert [j.id for j in await store.list_jobs()] == [kept.id]
+    engine = create_async_engine(db_url)
+    try:
+        async with engine.connect() as conn:
+            owners = (await conn.execute(text("SELECT job_id FROM images"))).scalars().all()
+    finally:
+        await engine.dispose()
+    assert owners == [kept.id]  # no image row outlives its job
+
+
+async def test_deleting_an_unfinished_job_names_the_field_the_job_and_the_fix(
+    store: JobStore,
+) -> None:
+    running = await new_job(store, "still running")
+    await submit(store, running.id)
+    with pytest.raises(ValidationError) as refused:
+        await store.delete_jobs([running.id])
+    (error,) = refused.value.errors
+    assert error.field == "job_ids"
+    assert str(refused.value) == (
+        f"invalid input: job_ids: job {running.id} is submitted "
+        "(allowed: finished jobs; cancel it first)"
+    )
