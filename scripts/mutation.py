@@ -60,6 +60,7 @@ GROUPS: dict[str, Group] = {
         mutate=("src/falkit/service/engine.py", "src/falkit/service/engine_parts.py"),
         tests=(
             "tests/engine/test_engine_rules.py",
+            "tests/engine/test_engine_cancels.py",
             "tests/engine/test_handles.py",
             "tests/hardening/test_submit_states.py",
             "tests/hardening/test_gaps.py",
