@@ -92,8 +92,8 @@ def may_have_reached_fal(
         return not isinstance(exc, NOT_SENT_ERRORS + UNSENDABLE_ERRORS)
     if status_code is None:
         return True
-    if status_code in THROTTLE_CODES or is_ingress_error(status_code, headers):
-        return False
+    # Only an app's own 5xx carries a request id; 4xx (throttling included) and the gateway's
+    # ingress errors were answered before any app took the request.
     return status_code >= 500 and _header(headers, "x-fal-request-id") is not None
 
 
