@@ -157,15 +157,20 @@ async def test_failing_a_missing_job_or_with_a_bad_status(store: JobStore) -> No
     job = await new_job(store)
     with pytest.raises(ValidationError) as caught:
         await store.fail_job(job.id, error="x", status="completed")
-    assert "failed, cancelled, unknown" in str(caught.value)
+    assert str(caught.value) == (
+        "invalid input: status: 'completed' (allowed: failed, cancelled, unknown)"
+    )
     failed = await store.fail_job(job.id, error="boom", error_type="runner")
     assert (failed.status, failed.error, failed.error_type) == ("failed", "boom", "runner")
     assert failed.completed_at is not None
 
 
 async def test_a_job_row_is_checked_and_keeps_only_a_text_prompt(store: JobStore) -> None:
-    with pytest.raises(ValidationError, match="unknown job kind 'video'"):
+    with pytest.raises(ValidationError) as caught:
         await new_job(store, kind="video")
+    assert str(caught.value) == (
+        "invalid input: kind: unknown job kind 'video' (allowed: image, training)"
+    )
     odd = await new_job(store, arguments={"prompt": ["not", "text"]})
     assert odd.prompt is None
     named = await new_job(store, job_id="j_chosen")
@@ -179,6 +184,7 @@ async def test_a_job_is_found_by_a_reference_with_spaces_around(store: JobStore)
     assert await store.get_job(f"  {job.id}\n") == job
     assert await store.get_job("") is None
     assert await store.get_job("   ") is None
+    assert await store.get_job(None) is None  # type: ignore[arg-type]
 
 
 async def test_id_prefixes_are_the_shortest_unique_ones(store: JobStore) -> None:
@@ -195,6 +201,15 @@ async def test_id_prefixes_are_the_shortest_unique_ones(store: JobStore) -> None
         "j_abc": "j_ab",
     }
     assert await store.id_prefixes([]) == {}
+    await new_job(store, job_id="j_zzzzzzzzzzzz")  # unique from its third character
+    assert await store.id_prefixes(["j_zzzzzzzzzzzz"]) == {"j_zzzzzzzzzzzz": "j_zzzzzzzz"}
+
+
+async def test_a_listing_shows_twenty_jobs_unless_asked(store: JobStore) -> None:
+    for n in range(21):
+        await new_job(store, f"fox {n}")
+    assert len(await store.list_jobs()) == 20
+    assert len(await store.list_jobs(limit=21)) == 21
 
 
 async def test_deleting_nothing_and_starring_keep_the_rest(store: JobStore) -> None:
