@@ -15,7 +15,7 @@ from falkit.errors import (
     FalkitError,
     JobCancelledError,
 )
-from falkit.events import CompletedEvent, QueuedEvent
+from falkit.events import CancelledEvent, CompletedEvent, QueuedEvent
 from falkit.service.budget import Budget
 from falkit.service.engine_parts import error_type
 from falkit.service.handle import LiveJob
@@ -280,3 +280,49 @@ async def test_a_journal_that_fails_during_a_cancel_still_ends_the_job(
     with pytest.raises(JobCancelledError):
         await asyncio.wait_for(handle.result(), 10)
     gated.open()
+
+
+@pytest.mark.parametrize(
+    ("answer", "charged"),
+    [
+        ("CANCELLATION_REQUESTED", True),  # Fal: it may still run (it was about to leave)
+        ("OK", False),  # removed from the queue: never billed
+    ],
+)
+async def test_a_queued_job_cancelled_keeps_its_money_only_while_fal_may_run_it(
+    harness: Any, answer: str, charged: bool
+) -> None:
+    cancelled = asyncio.Event()
+
+    def state(request: httpx.Request) -> httpx.Response:
+        body = (
+            status_body("COMPLETED", error="cancelled", error_type="request_cancelled")
+            if cancelled.is_set()
+            else status_body("IN_QUEUE", queue_position=3)
+        )
+        return httpx.Response(200, json=body)
+
+    def cancel_reply(request: httpx.Request) -> httpx.Response:
+        cancelled.set()
+        return httpx.Response(202 if charged else 200, json={"status": answer})
+
+    fal = (
+        FakeFal()
+        .on("POST", SUBMIT, queued())
+        .on("GET", STATUS, state)
+        .on("PUT", f"{RESULT}/cancel", cancel_reply)
+    )
+    h = harness(fal.transport)
+    record = await h.job(estimate=0.5)
+    budget = Budget(limit=1.0)
+    handle = h.engine.launch(record.id, "image", finish=h.finish, record=record, estimate=0.5,
+                             budgets=[budget])  # fmt: skip
+    await handle.wait_while(("pending", "submitting"), 10)
+    assert await handle.cancel() == answer
+    with pytest.raises(JobCancelledError):
+        await handle.result()
+    assert not handle.started
+    (last,) = [e for e in handle.history() if isinstance(e, CancelledEvent)]
+    assert last.charged is charged
+    assert (budget.held, budget.in_flight) == ((0.5 if charged else 0.0), 0.0)
+    assert handle.state == "cancelled"

@@ -378,3 +378,40 @@ async def test_a_job_fal_ended_with_an_error_is_journaled_as_it_ended(
     assert stored is not None
     assert (stored.status, stored.error, stored.error_type) == (status, "it went wrong", error_type)
     assert fal.count("GET", RESULT) == 0  # a failed job's result is never asked for
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "units", "billed"),
+    [
+        ("fal-ai/flux/dev", "3", 0.075),  # 3 megapixels at $0.025: what Fal billed counts
+        ("fal-ai/flux/dev", None, 0.5),  # no billable units: the estimate still counts
+        ("someone/custom-model", "3", 0.5),  # no price known: the estimate still counts
+    ],
+)
+async def test_once_fal_answers_a_job_counts_what_it_billed_while_it_finishes(
+    harness: Any, endpoint: str, units: str | None, billed: float
+) -> None:
+    headers = {"x-fal-billable-units": units} if units is not None else {}
+    fal = (  # the submit's answer points status and result at the same paths for any endpoint
+        FakeFal()
+        .on("POST", f"/{endpoint}", queued())
+        .on("GET", STATUS, httpx.Response(200, json=status_body("COMPLETED")))
+        .on("GET", RESULT, httpx.Response(200, json={"images": []}, headers=headers))
+    )
+    h = harness(fal.transport)
+    record = await h.store.create_job(
+        kind="image", model=endpoint, endpoint_id=endpoint, arguments={"prompt": "a fox"},
+        estimated_cost=0.5,
+    )  # fmt: skip
+    budget = Budget(limit=1.0)
+    seen: list[tuple[float, float]] = []
+
+    async def finish(record: Any, response: FalResponse, emit: Any) -> Any:
+        seen.append((budget.in_flight, budget.spent))
+        return SimpleNamespace(cost_usd=None, job_id=record.id)
+
+    handle = h.engine.launch(record.id, "image", finish=finish, record=record, estimate=0.5,
+                             budgets=[budget])  # fmt: skip
+    await asyncio.wait_for(handle.result(), 10)
+    assert seen == [(billed, 0.0)]
+    assert (budget.spent, budget.in_flight) == (billed, 0.0)  # settled: no cost recorded
