@@ -326,3 +326,20 @@ async def test_a_queued_job_cancelled_keeps_its_money_only_while_fal_may_run_it(
     assert last.charged is charged
     assert (budget.held, budget.in_flight) == ((0.5 if charged else 0.0), 0.0)
     assert handle.state == "cancelled"
+
+
+async def test_a_job_whose_preparation_fails_ends_failed_and_frees_its_money(
+    harness: Any,
+) -> None:
+    h = harness(FakeFal().transport)
+    budget = Budget(limit=1.0)
+
+    async def prepare(emit: Any) -> JobRecord:
+        raise FalkitError("LoRA 'nobody' is not in your library")
+
+    handle = h.engine.launch("j_prep", "image", finish=h.finish, prepare=prepare, estimate=0.5,
+                             budgets=[budget])  # fmt: skip
+    with pytest.raises(FalkitError, match="not in your library"):
+        await handle.result()
+    assert handle.state == "failed"
+    assert budget.committed == 0.0

@@ -377,7 +377,38 @@ async def test_a_job_fal_ended_with_an_error_is_journaled_as_it_ended(
     stored = await h.store.get_job(record.id)
     assert stored is not None
     assert (stored.status, stored.error, stored.error_type) == (status, "it went wrong", error_type)
+    assert handle.state == status
     assert fal.count("GET", RESULT) == 0  # a failed job's result is never asked for
+
+
+@pytest.mark.parametrize(
+    ("status_replies", "journaled"),
+    [
+        ([httpx.Response(403, json={"detail": "forbidden"})], "submitted"),  # status refused
+        ([httpx.Response(200, json=status_body("COMPLETED"))], "running"),  # result refused
+    ],
+)
+async def test_a_job_that_cannot_be_followed_is_detached_and_keeps_its_money(
+    harness: Any, status_replies: list[httpx.Response], journaled: str
+) -> None:
+    fal = (
+        FakeFal()
+        .on("POST", SUBMIT, queued())
+        .on("GET", STATUS, *status_replies)
+        .on("GET", RESULT, httpx.Response(403, json={"detail": "forbidden"}))
+    )
+    h = harness(fal.transport)
+    record = await h.job()
+    budget = Budget(limit=1.0)
+    handle = h.engine.launch(record.id, "image", finish=h.finish, record=record, estimate=0.5,
+                             budgets=[budget])  # fmt: skip
+    with pytest.raises(ApiError):
+        await asyncio.wait_for(handle.result(), 10)
+    stored = await h.store.get_job(record.id)
+    assert stored is not None
+    assert stored.status == journaled
+    assert handle.state == "detached"  # still at Fal: `falkit jobs resume` picks it up
+    assert (budget.held, budget.in_flight) == (0.5, 0.0)
 
 
 @pytest.mark.parametrize(

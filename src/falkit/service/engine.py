@@ -238,7 +238,7 @@ class JobEngine:
                 probe=probe,
             )  # fmt: skip
         except SubmitUncertainError as exc:
-            message = f"{exc}; {UNCERTAIN_HINT.format(job_id=record.id)}"
+            message = f"{exc}; {UNCERTAIN_HINT}"
             live.record = await self.store.fail_job(record.id, error=message, status="unknown")
             raise SubmitUncertainError(message, request_id=exc.request_id) from None
         except FalkitError as exc:
@@ -268,7 +268,7 @@ class JobEngine:
             if never_sent:
                 live.record = await self.store.release_submitting(record.id)
                 return
-            message = "interrupted while submitting; " + UNCERTAIN_HINT.format(job_id=record.id)
+            message = "interrupted while submitting; " + UNCERTAIN_HINT
             live.record = await self.store.fail_job(record.id, error=message, status="unknown")
 
     async def _not_sent(self, record: JobRecord, exc: FalkitError) -> JobRecord:
