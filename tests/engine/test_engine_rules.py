@@ -8,6 +8,7 @@ journaled, what a delivery or an ended job gives back, when a budget keeps a job
 from __future__ import annotations
 
 import asyncio
+import sys
 from types import SimpleNamespace
 from typing import Any
 
@@ -24,6 +25,7 @@ from falkit.errors import (
     ValidationError,
 )
 from falkit.events import CompletedEvent, FailedEvent, QueuedEvent
+from falkit.service import engine_parts
 from falkit.service.budget import Budget
 from falkit.service.engine_parts import UNCERTAIN_HINT, close_budgets, error_type
 from falkit.service.handle import LiveJob
@@ -137,6 +139,11 @@ async def test_a_submit_refused_for_good_fails_with_the_reason_and_its_type(
     assert budget.committed == 0.0  # refused: never billed
     last = handle.history()[-1]
     assert isinstance(last, FailedEvent)
+    assert (last.job_id, last.error, last.error_type) == (
+        record.id,
+        str(caught.value),
+        "validation_error",
+    )
     assert handle.state == "failed"
 
 
@@ -446,3 +453,50 @@ async def test_once_fal_answers_a_job_counts_what_it_billed_while_it_finishes(
     await asyncio.wait_for(handle.result(), 10)
     assert seen == [(billed, 0.0)]
     assert (budget.spent, budget.in_flight) == (billed, 0.0)  # settled: no cost recorded
+
+
+async def test_a_handle_tells_the_queue_position_then_that_the_job_started(
+    harness: Any,
+) -> None:
+    moving = asyncio.Event()
+
+    def state(request: httpx.Request) -> httpx.Response:
+        if not moving.is_set():
+            return httpx.Response(200, json=status_body("IN_QUEUE", queue_position=1))
+        return httpx.Response(200, json=status_body("IN_PROGRESS"))
+
+    fal = (
+        FakeFal()
+        .on("POST", SUBMIT, queued(position=4))
+        .on("GET", STATUS, state, state, httpx.Response(200, json=status_body("COMPLETED")))
+        .on("GET", RESULT, httpx.Response(200, json={"images": []}))
+    )
+    h = harness(fal.transport)
+    record = await h.job()
+    handle = h.engine.launch(record.id, "image", finish=h.finish, record=record)
+    seen: list[tuple[str, bool]] = []
+    handle.on_state(lambda state: seen.append((state, handle.started)))
+    async for event in handle.events():
+        if isinstance(event, QueuedEvent) and event.position == 1:
+            break
+    assert (handle.state, handle.position, handle.started) == ("queued", 1, False)
+    moving.set()
+    await asyncio.wait_for(handle.result(), 10)
+    assert seen == [
+        ("submitting", False), ("queued", False), ("running", True), ("downloading", True),
+        ("completed", True),
+    ]  # fmt: skip
+    assert handle.position is None  # out of the queue
+
+
+async def test_image_codecs_load_once_in_a_thread_while_the_first_job_waits(
+    harness: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(engine_parts, "WARMED", [])
+    h = harness(done_fal().transport)
+    record = await h.job()
+    await h.engine.launch(record.id, "image", finish=h.finish, record=record).result()
+    engine_parts.prewarm()  # as the next submit does: nothing more
+    (warming,) = engine_parts.WARMED  # started once, by the first submit
+    await warming  # it loaded without error
+    assert "PIL.Image" in sys.modules
