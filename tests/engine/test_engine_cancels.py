@@ -343,3 +343,20 @@ async def test_a_job_whose_preparation_fails_ends_failed_and_frees_its_money(
         await handle.result()
     assert handle.state == "failed"
     assert budget.committed == 0.0
+
+
+async def test_closing_before_a_jobs_task_ran_ends_its_handle(harness: Any) -> None:
+    h = harness(done_fal().transport)
+    record = await h.job()
+    budget = Budget(limit=1.0)
+    handle = h.engine.launch(record.id, "image", finish=h.finish, record=record, estimate=0.5,
+                             budgets=[budget])  # fmt: skip
+    await h.engine.aclose()  # no loop turn in between: the task never ran
+    assert handle.done
+    with pytest.raises(FalkitError):
+        await handle.result()
+    assert h.engine.running() == []
+    assert budget.committed == 0.0  # never sent: nothing to count
+    stored = await h.store.get_job(record.id)
+    assert stored is not None
+    assert stored.status == "pending"  # journaled, for `falkit jobs resume`

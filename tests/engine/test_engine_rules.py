@@ -459,16 +459,20 @@ async def test_a_handle_tells_the_queue_position_then_that_the_job_started(
     harness: Any,
 ) -> None:
     moving = asyncio.Event()
+    polls: list[str] = []
 
     def state(request: httpx.Request) -> httpx.Response:
-        if not moving.is_set():
-            return httpx.Response(200, json=status_body("IN_QUEUE", queue_position=1))
-        return httpx.Response(200, json=status_body("IN_PROGRESS"))
+        if not moving.is_set():  # first where the submit said (4), then next in line but one
+            body = status_body("IN_QUEUE", queue_position=1 if polls else 4)
+        else:
+            body = status_body("IN_PROGRESS" if "moving" not in polls else "COMPLETED")
+        polls.append("moving" if moving.is_set() else "queued")
+        return httpx.Response(200, json=body)
 
     fal = (
         FakeFal()
         .on("POST", SUBMIT, queued(position=4))
-        .on("GET", STATUS, state, state, httpx.Response(200, json=status_body("COMPLETED")))
+        .on("GET", STATUS, state)
         .on("GET", RESULT, httpx.Response(200, json={"images": []}))
     )
     h = harness(fal.transport)
@@ -487,6 +491,9 @@ async def test_a_handle_tells_the_queue_position_then_that_the_job_started(
         ("completed", True),
     ]  # fmt: skip
     assert handle.position is None  # out of the queue
+    queue = [e.position for e in handle.history() if isinstance(e, QueuedEvent)]
+    assert queue == [4, 1]  # the position the submit gave is not told twice
+    assert {e.job_id for e in handle.history()} == {record.id}
 
 
 async def test_image_codecs_load_once_in_a_thread_while_the_first_job_waits(
