@@ -20,6 +20,7 @@ from falkit.service.budget import Budget
 from falkit.service.engine_parts import error_type
 from falkit.service.handle import LiveJob
 from falkit.store import JobRecord
+from falkit.types import FalResponse
 from tests.client.fakes import REQUEST_ID, FakeFal, status_body
 from tests.engine.harness import (
     RESULT,
@@ -360,3 +361,28 @@ async def test_closing_before_a_jobs_task_ran_ends_its_handle(harness: Any) -> N
     stored = await h.store.get_job(record.id)
     assert stored is not None
     assert stored.status == "pending"  # journaled, for `falkit jobs resume`
+
+
+async def test_a_webhook_job_asks_fal_nothing_while_it_waits_and_a_delivery_finishes_it(
+    harness: Any,
+) -> None:
+    polled = asyncio.Event()
+
+    def status(request: httpx.Request) -> httpx.Response:
+        polled.set()
+        return httpx.Response(200, json=status_body("COMPLETED"))
+
+    fal = FakeFal().on("POST", SUBMIT, queued()).on("GET", STATUS, status)
+    h = harness(fal.transport, webhook_url="https://me.example/hook", webhook_grace=60.0)
+    record = await h.job()
+    handle = h.engine.launch(record.id, "image", finish=h.finish, record=record)
+    async for event in handle.events():
+        if isinstance(event, QueuedEvent):
+            break
+    with pytest.raises(TimeoutError):  # polls every 10 ms when following: 30 polls' time
+        await asyncio.wait_for(polled.wait(), 0.3)
+    output = {"images": [{"url": "https://v3.fal.media/files/x.png"}]}
+    assert h.engine.deliver(REQUEST_ID, FalResponse(request_id=REQUEST_ID, data=output))
+    await asyncio.wait_for(handle.result(), 10)
+    assert [r.method for r in fal.requests] == ["POST"]  # one request to Fal in all
+    assert h.finished[0].data == output

@@ -507,3 +507,28 @@ async def test_image_codecs_load_once_in_a_thread_while_the_first_job_waits(
     (warming,) = engine_parts.WARMED  # started once, by the first submit
     await warming  # it loaded without error
     assert "PIL.Image" in sys.modules
+
+
+async def test_a_result_fal_refuses_fails_the_job_with_fals_words(harness: Any) -> None:
+    body = {"detail": [{"loc": ["body", "prompt"], "msg": "flagged", "type": "content_policy"}]}
+    fal = (
+        FakeFal()
+        .on("POST", SUBMIT, queued())
+        .on("GET", STATUS, httpx.Response(200, json=status_body("COMPLETED")))
+        .on("GET", RESULT, httpx.Response(422, json=body))
+    )
+    h = harness(fal.transport)
+    record = await h.job()
+    budget = Budget(limit=1.0)
+    handle = h.engine.launch(record.id, "image", finish=h.finish, record=record, estimate=0.5,
+                             budgets=[budget])  # fmt: skip
+    with pytest.raises(JobFailedError) as caught:
+        await asyncio.wait_for(handle.result(), 10)
+    stored = await h.store.get_job(record.id)
+    assert stored is not None
+    assert stored.status == "failed"
+    assert stored.error is not None
+    assert "flagged" in stored.error
+    assert str(caught.value) == f"job {record.id} failed: {stored.error}"
+    assert stored.error_type == caught.value.error_type == "validation_error"
+    assert budget.committed == 0.0  # failed at Fal: not billed
