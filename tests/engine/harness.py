@@ -83,3 +83,29 @@ class Held(httpx.AsyncBaseTransport):
         self.arrived.set()
         await asyncio.Event().wait()
         raise AssertionError("unreachable")
+
+
+def cancellable_fal(answer: httpx.Response | None = None) -> FakeFal:
+    """A Fal that queues the submit and keeps it queued until a cancel (answered ``answer``,
+    by default 202 CANCELLATION_REQUESTED); after it, the job ends cancelled."""
+    cancelled = asyncio.Event()
+    reply = answer or httpx.Response(202, json={"status": "CANCELLATION_REQUESTED"})
+
+    def state(request: httpx.Request) -> httpx.Response:
+        body = (
+            status_body("COMPLETED", error="cancelled", error_type="request_cancelled")
+            if cancelled.is_set()
+            else status_body("IN_QUEUE", queue_position=0)
+        )
+        return httpx.Response(200, json=body)
+
+    def cancel_reply(request: httpx.Request) -> httpx.Response:
+        cancelled.set()
+        return reply
+
+    return (
+        FakeFal()
+        .on("POST", SUBMIT, queued())
+        .on("GET", STATUS, state)
+        .on("PUT", f"{RESULT}/cancel", cancel_reply)
+    )

@@ -27,6 +27,7 @@ from tests.engine.harness import (
     STATUS,
     SUBMIT,
     Held,
+    cancellable_fal,
     done_fal,
     queued,
 )
@@ -126,26 +127,7 @@ class _Gated(httpx.AsyncBaseTransport):
 
 
 async def test_a_cancel_during_the_post_waits_for_it_then_cancels_at_fal(harness: Any) -> None:
-    cancelled = asyncio.Event()
-
-    def state(request: httpx.Request) -> httpx.Response:
-        body = (
-            status_body("COMPLETED", error="cancelled", error_type="request_cancelled")
-            if cancelled.is_set()
-            else status_body("IN_QUEUE", queue_position=0)
-        )
-        return httpx.Response(200, json=body)
-
-    def cancel_reply(request: httpx.Request) -> httpx.Response:
-        cancelled.set()
-        return httpx.Response(202, json={"status": "CANCELLATION_REQUESTED"})
-
-    fal = (
-        FakeFal()
-        .on("POST", SUBMIT, queued())
-        .on("GET", STATUS, state)
-        .on("PUT", f"{RESULT}/cancel", cancel_reply)
-    )
+    fal = cancellable_fal()
     gated = _Gated(fal)
     h = harness(gated)
     record = await h.job()
@@ -293,26 +275,7 @@ async def test_a_journal_that_fails_during_a_cancel_still_ends_the_job(
 async def test_a_queued_job_cancelled_keeps_its_money_only_while_fal_may_run_it(
     harness: Any, answer: str, charged: bool
 ) -> None:
-    cancelled = asyncio.Event()
-
-    def state(request: httpx.Request) -> httpx.Response:
-        body = (
-            status_body("COMPLETED", error="cancelled", error_type="request_cancelled")
-            if cancelled.is_set()
-            else status_body("IN_QUEUE", queue_position=3)
-        )
-        return httpx.Response(200, json=body)
-
-    def cancel_reply(request: httpx.Request) -> httpx.Response:
-        cancelled.set()
-        return httpx.Response(202 if charged else 200, json={"status": answer})
-
-    fal = (
-        FakeFal()
-        .on("POST", SUBMIT, queued())
-        .on("GET", STATUS, state)
-        .on("PUT", f"{RESULT}/cancel", cancel_reply)
-    )
+    fal = cancellable_fal(httpx.Response(202 if charged else 200, json={"status": answer}))
     h = harness(fal.transport)
     record = await h.job(estimate=0.5)
     budget = Budget(limit=1.0)
