@@ -349,3 +349,26 @@ async def test_a_webhook_job_asks_fal_nothing_while_it_waits_and_a_delivery_fini
     await asyncio.wait_for(handle.result(), 10)
     assert [r.method for r in fal.requests] == ["POST"]  # one request to Fal in all
     assert h.finished[0].data == output
+
+
+async def test_a_webhook_that_never_comes_leaves_the_job_followed_after_the_grace(
+    harness: Any,
+) -> None:
+    fal = done_fal()
+    h = harness(fal.transport, webhook_url="https://me.example/hook", webhook_grace=0.05)
+    record = await h.job()
+    handle = h.engine.launch(record.id, "image", finish=h.finish, record=record)
+    await asyncio.wait_for(handle.result(), 10)  # followed once the grace ran out
+    assert fal.count("GET", STATUS) >= 1
+    assert not h.engine.follow_now(REQUEST_ID)  # no longer waiting for the webhook
+
+
+async def test_a_submit_answer_without_a_position_is_next_in_line(harness: Any) -> None:
+    answer = queued().json()
+    del answer["queue_position"]
+    h = harness(done_fal().on("POST", SUBMIT, httpx.Response(200, json=answer)).transport)
+    record = await h.job()
+    handle = h.engine.launch(record.id, "image", finish=h.finish, record=record)
+    await asyncio.wait_for(handle.result(), 10)
+    (first,) = [e for e in handle.history() if isinstance(e, QueuedEvent)]
+    assert (first.position, first.request_id) == (0, REQUEST_ID)

@@ -174,8 +174,18 @@ async def test_a_submit_that_certainly_missed_goes_back_to_pending(
     )
 
 
-async def test_an_uncertain_submit_is_unknown_and_keeps_its_money(harness: Any) -> None:
-    fal = FakeFal().on("POST", SUBMIT, httpx.ReadTimeout("slow"))
+@pytest.mark.parametrize(
+    ("reply", "request_id"),
+    [
+        (httpx.ReadTimeout("slow"), None),
+        # an app's own 5xx: it was queued under this id (reconcile looks it up)
+        (httpx.Response(500, json={"detail": "boom"}, headers={"x-fal-request-id": "r-5"}), "r-5"),
+    ],
+)
+async def test_an_uncertain_submit_is_unknown_and_keeps_its_money(
+    harness: Any, reply: Any, request_id: str | None
+) -> None:
+    fal = FakeFal().on("POST", SUBMIT, reply)
     h = harness(fal.transport)
     record = await h.job()
     budget = Budget(limit=1.0)
@@ -184,6 +194,7 @@ async def test_an_uncertain_submit_is_unknown_and_keeps_its_money(harness: Any) 
     with pytest.raises(SubmitUncertainError) as caught:
         await handle.result()
     assert str(caught.value).endswith(UNCERTAIN_HINT)
+    assert caught.value.request_id == request_id
     stored = await h.store.get_job(record.id)
     assert stored is not None
     assert stored.status == "unknown"
