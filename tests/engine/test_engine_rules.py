@@ -24,7 +24,7 @@ from falkit.errors import (
     TransportError,
     ValidationError,
 )
-from falkit.events import CompletedEvent, FailedEvent, QueuedEvent
+from falkit.events import CompletedEvent, FailedEvent, NoteEvent, QueuedEvent
 from falkit.service import engine_parts
 from falkit.service.budget import Budget
 from falkit.service.engine_parts import UNCERTAIN_HINT, close_budgets, error_type
@@ -543,3 +543,53 @@ async def test_a_result_fal_refuses_fails_the_job_with_fals_words(harness: Any) 
     assert str(caught.value) == f"job {record.id} failed: {stored.error}"
     assert stored.error_type == caught.value.error_type == "validation_error"
     assert budget.committed == 0.0  # failed at Fal: not billed
+
+
+async def test_a_journaled_job_not_pending_and_never_sent_is_not_sent_again(
+    harness: Any,
+) -> None:
+    fal = done_fal()
+    h = harness(fal.transport)
+    record = await h.job()
+    failed = await h.store.fail_job(record.id, error="refused", status="failed")
+    handle = h.engine.launch(record.id, "image", finish=h.finish, record=failed)
+    with pytest.raises(ValidationError) as caught:
+        await handle.result()
+    assert str(caught.value) == (
+        f"invalid input: job_id: job {record.id} is failed; it will not be submitted again"
+    )
+    assert fal.requests == []
+
+
+async def test_a_bug_while_finishing_is_logged_and_ends_the_job_as_internal_error(
+    harness: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    h = harness(done_fal().transport)
+    record = await h.job()
+
+    async def broken(record: Any, response: FalResponse, emit: Any) -> Any:
+        raise RuntimeError("disk on fire")
+
+    handle = h.engine.launch(record.id, "image", finish=broken, record=record)
+    with caplog.at_level("ERROR", logger="falkit"), pytest.raises(FalkitError) as caught:
+        await handle.result()
+    assert str(caught.value) == f"job {record.id}: internal error: RuntimeError('disk on fire')"
+    (logged,) = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert logged.getMessage() == f"job {record.id}: unexpected error"
+    assert logged.exc_info is not None
+
+
+async def test_what_a_preparation_tells_is_on_the_handle(harness: Any) -> None:
+    h = harness(done_fal().transport)
+
+    async def prepare(emit: Any) -> Any:
+        emit(NoteEvent("j_told", "uploading 1 LoRA", "INFO"))
+        return await h.store.create_job(
+            kind="image", model="flux-dev", endpoint_id=ENDPOINT, arguments={"prompt": "x"},
+            estimated_cost=None, job_id="j_told",
+        )  # fmt: skip
+
+    handle = h.engine.launch("j_told", "image", finish=h.finish, prepare=prepare)
+    await asyncio.wait_for(handle.result(), 10)
+    notes = [e.message for e in handle.history() if isinstance(e, NoteEvent)]
+    assert notes == ["uploading 1 LoRA"]
