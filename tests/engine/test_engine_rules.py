@@ -17,6 +17,7 @@ import pytest
 
 from falkit.errors import (
     ApiError,
+    BudgetExceededError,
     FalkitError,
     JobCancelledError,
     JobFailedError,
@@ -593,3 +594,13 @@ async def test_what_a_preparation_tells_is_on_the_handle(harness: Any) -> None:
     await asyncio.wait_for(handle.result(), 10)
     notes = [e.message for e in handle.history() if isinstance(e, NoteEvent)]
     assert notes == ["uploading 1 LoRA"]
+
+
+def test_a_job_is_held_in_every_budget_or_in_none() -> None:
+    roomy, full = Budget(limit=1.0), Budget(limit=0.4, name="batch budget")
+    with pytest.raises(BudgetExceededError) as refused:
+        engine_parts.reserve_all((roomy, full), "j_1", 0.5, "this flux-dev job")
+    assert "this flux-dev job is estimated at $0.5000" in str(refused.value)
+    assert "batch budget" in str(refused.value)
+    assert not roomy.holds("j_1")  # the first budget's hold was taken back
+    assert roomy.committed == 0.0
