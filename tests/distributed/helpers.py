@@ -96,6 +96,18 @@ async def start_image(url: str, prompt: str, **params: Any) -> str:
         return job_id
 
 
+async def submitted(cluster: Cluster, job_id: str) -> Any:
+    """The job's row once it has a request id (Fal accepted it), else None."""
+    record = await cluster.job(job_id)
+    return record if record is not None and record["request_id"] else None
+
+
+async def completed(cluster: Cluster, job_id: str) -> Any:
+    """The job's row once it is completed, else None."""
+    record = await cluster.job(job_id)
+    return record if record is not None and record["status"] == "completed" else None
+
+
 def submitter_pid(record: Any) -> int:
     """The pid in a journaled ``host:pid:start`` submitter."""
     return int(str(record["submitter"]).rsplit(":", 2)[1])

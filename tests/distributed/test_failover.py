@@ -7,7 +7,14 @@ import time
 
 import httpx
 
-from tests.distributed.helpers import Cluster, start_image, submitter_pid, until
+from tests.distributed.helpers import (
+    Cluster,
+    completed,
+    start_image,
+    submitted,
+    submitter_pid,
+    until,
+)
 
 
 async def test_kill_9_of_the_following_worker(cluster: Cluster) -> None:
@@ -15,10 +22,10 @@ async def test_kill_9_of_the_following_worker(cluster: Cluster) -> None:
     _, url_a = cluster.replica("a")
     _, url_b = cluster.replica("b")
     job_id = await start_image(url_a, "a lighthouse, killed worker", seed=7)
-    record = await until(lambda: _submitted(cluster, job_id))
+    record = await until(lambda: submitted(cluster, job_id))
     workers[submitter_pid(record)].kill()
     killed = time.monotonic()
-    await until(lambda: _completed(cluster, job_id), timeout=30)
+    await until(lambda: completed(cluster, job_id), timeout=30)
     assert time.monotonic() - killed < 30
     assert cluster.emulator.stats()["submits"] == 1
     await _stored_once(cluster, job_id)
@@ -35,11 +42,11 @@ async def test_a_paused_worker_wakes_after_another_finished_its_job(cluster: Clu
     workers = {w.pid: w for w in (cluster.worker("w1"), cluster.worker("w2"))}
     _, url_a = cluster.replica("a")
     job_id = await start_image(url_a, "a lighthouse, paused worker", seed=8)
-    record = await until(lambda: _submitted(cluster, job_id))
+    record = await until(lambda: submitted(cluster, job_id))
     paused = workers[submitter_pid(record)]
     paused.signal(signal.SIGSTOP)
     try:
-        done = await until(lambda: _completed(cluster, job_id), timeout=30)
+        done = await until(lambda: completed(cluster, job_id), timeout=30)
     finally:
         paused.signal(signal.SIGCONT)
     # The woken worker carries on with its (stale) run to its end: a second successful
@@ -59,16 +66,6 @@ async def _stored_once(cluster: Cluster, job_id: str) -> None:
     assert [count for key, count in versions.items() if job_id in key] == [1]
 
 
-async def _submitted(cluster: Cluster, job_id: str) -> object:
-    record = await cluster.job(job_id)
-    return record if record is not None and record["request_id"] else None
-
-
-async def _completed(cluster: Cluster, job_id: str) -> object:
-    record = await cluster.job(job_id)
-    return record if record is not None and record["status"] == "completed" else None
-
-
 async def test_a_job_a_dead_worker_left_submitting_is_reconciled_not_stuck(
     cluster: Cluster,
 ) -> None:
@@ -84,7 +81,7 @@ async def test_a_job_a_dead_worker_left_submitting_is_reconciled_not_stuck(
         "UPDATE jobs SET status = 'submitting', submitter = $2 WHERE id = $1", job_id, dead
     )
     cluster.worker("w1")
-    done = await until(lambda: _completed(cluster, job_id), timeout=60)
+    done = await until(lambda: completed(cluster, job_id), timeout=60)
     assert done["request_id"]
     assert cluster.emulator.stats()["submits"] == 1
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from tests.distributed.helpers import Cluster, start_image, until
+from tests.distributed.helpers import Cluster, completed, start_image, until
 
 HISTORY = "SELECT seq, type FROM falkit_cluster.events WHERE job_id = $1 ORDER BY seq"
 
@@ -22,7 +22,7 @@ async def test_a_webhook_on_the_replica_that_did_not_submit_completes_the_job(
     _, url_a = cluster.replica("a")
     cluster.worker("w1", "--webhook-grace", "600")  # only the webhook can finish it in time
     job_id = await start_image(url_a, "a lighthouse, webhook on B", seed=9)
-    await until(lambda: _completed(cluster, job_id), timeout=30)
+    await until(lambda: completed(cluster, job_id), timeout=30)
     stats = cluster.emulator.stats()
     assert stats["submits"] == 1
     assert stats["webhooks"]["delivered"] >= 1
@@ -74,8 +74,3 @@ async def _stream(
             if line.startswith("data:"):
                 seen.append(json.loads(line[5:]))
                 first.set()
-
-
-async def _completed(cluster: Cluster, job_id: str) -> object:
-    record = await cluster.job(job_id)
-    return record if record is not None and record["status"] == "completed" else None

@@ -6,6 +6,7 @@ import os
 from typing import TYPE_CHECKING
 
 from falkit.errors import ValidationError
+from falkit.store.db import STALL_TIMEOUT, server_settings
 
 if TYPE_CHECKING:
     import asyncpg
@@ -33,12 +34,16 @@ def dsn(database_url: str | None) -> str:
     return url.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
-async def connect(database_url: str | None, role: str) -> asyncpg.Connection:
-    """A connection named ``falkit-<role>-<pid>`` in pg_stat_activity (easy to find)."""
+async def connect(
+    database_url: str | None, role: str, stall_timeout: float = STALL_TIMEOUT
+) -> asyncpg.Connection:
+    """A connection named ``falkit-<role>-<pid>`` in pg_stat_activity (easy to find), ended by
+    the server after ``stall_timeout`` idle inside a transaction (an event insert holds the
+    bus's advisory lock: a paused process must not hold it for the whole cluster)."""
     import asyncpg
 
     name = f"falkit-{role}-{os.getpid()}"
     conn: asyncpg.Connection = await asyncpg.connect(
-        dsn(database_url), server_settings={"application_name": name}, timeout=30
+        dsn(database_url), server_settings=server_settings(name, stall_timeout), timeout=30
     )
     return conn

@@ -33,6 +33,7 @@ from falkit.errors import FalkitError
 from falkit.types import FalResponse
 
 if TYPE_CHECKING:
+    import asyncpg
     from pgqueuer import Job, Queries, QueueManager
 
     from falkit.config import Settings
@@ -66,50 +67,75 @@ class Worker:
         self.ran = 0
         self._late: list[tuple[float, str, dict[str, Any]]] = []
         self._queries: Queries | None = None
+        self._manager: QueueManager | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
         """Take and run jobs until ``stop`` is set; then hand running jobs back to the queue."""
-        from pgqueuer import QueueManager
-        from pgqueuer.domain.types import Channel
-
         engine = await self.service.engine()
         await self.bus.start()
         engine.sink = self.bus.publish
         self.bus.on_control = self._control
-        conn = await connect(self.service.settings.database_url, "worker-queue")
-        self._queries = queries_for(conn)
-        manager = QueueManager(self._queries, channel=Channel(CHANNEL))
-        manager.entrypoint(RUN_JOB)(self.run_job)
-        manager.entrypoint(EXPAND_BATCH)(self.expand_batch)
-        consuming = asyncio.create_task(self._consume(manager), name="falkit-worker-queue")
+        first = await connect(self.service.settings.database_url, "worker-queue")
+        consuming = asyncio.create_task(self._consume(first), name="falkit-worker-queue")
         retrying = asyncio.create_task(self._retry_late(), name="falkit-worker-late")
         try:
             await asyncio.wait(
                 {consuming, asyncio.ensure_future(stop.wait())}, return_when="FIRST_COMPLETED"
             )
         finally:
-            await self._stop(manager, consuming, retrying)
-            with contextlib.suppress(Exception):
-                await conn.close()
+            await self._stop(consuming, retrying)
 
-    async def _consume(self, manager: QueueManager) -> None:
+    async def _consume(self, conn: asyncpg.Connection) -> None:
+        """Take tasks from the queue until stopping; a lost queue connection (the server
+        restarted, a network cut) is opened again, with a growing pause (0.2 s to 5 s)."""
+        failures = 0
+        while True:
+            try:
+                await self._consume_on(conn)
+                reason = "the queue stopped"
+            except Exception as exc:
+                reason = f"{type(exc).__name__}: {exc}"
+            if self.stopping:
+                return
+            failures += 1
+            logger.warning("queue connection lost (%s); reconnecting", reason)
+            await asyncio.sleep(min(5.0, 0.2 * 2 ** (failures - 1)))
+            try:
+                conn = await connect(self.service.settings.database_url, "worker-queue")
+            except Exception as exc:
+                logger.warning("queue: cannot connect (%s); trying again", exc)
+                continue
+            failures = 0
+
+    async def _consume_on(self, conn: asyncpg.Connection) -> None:
+        from pgqueuer import QueueManager
+        from pgqueuer.domain.types import Channel
+
+        self._queries = queries_for(conn)
+        manager = QueueManager(self._queries, channel=Channel(CHANNEL))
+        manager.entrypoint(RUN_JOB)(self.run_job)
+        manager.entrypoint(EXPAND_BATCH)(self.expand_batch)
+        self._manager = manager
         beat = dt.timedelta(seconds=self.options.heartbeat)
         batch = max(1, min(10, self.options.concurrency // 4))
-        await manager.run(
-            dequeue_timeout=beat / 2,
-            batch_size=batch,
-            max_concurrent_tasks=max(self.options.concurrency, 2 * batch),
-            heartbeat_timeout=beat,
-            log_aggregation_interval=dt.timedelta(seconds=30),
-        )
+        try:
+            await manager.run(
+                dequeue_timeout=beat / 2,
+                batch_size=batch,
+                max_concurrent_tasks=max(self.options.concurrency, 2 * batch),
+                heartbeat_timeout=beat,
+                log_aggregation_interval=dt.timedelta(seconds=30),
+            )
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(conn.close(), 5)
 
-    async def _stop(
-        self, manager: QueueManager, consuming: asyncio.Task[None], retrying: asyncio.Task[None]
-    ) -> None:
+    async def _stop(self, consuming: asyncio.Task[None], retrying: asyncio.Task[None]) -> None:
         """No new tasks; running jobs stop following (they stay journaled) and their tasks
         go back to the queue at once, for another worker."""
         self.stopping = True
-        manager.shutdown.set()
+        if self._manager is not None:
+            self._manager.shutdown.set()
         engine = await self.service.engine()
         await engine.aclose()
         retrying.cancel()

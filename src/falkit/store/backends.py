@@ -187,9 +187,11 @@ class PostgresBackend:
         self._closing = False
 
     @classmethod
-    async def open(cls, url: URL, pool_size: int, counters: Counters) -> PostgresBackend:
+    async def open(
+        cls, url: URL, pool_size: int, counters: Counters, stall_timeout: float
+    ) -> PostgresBackend:
         """Check the schema version (migrating only when it is behind)."""
-        engine = db.postgres_engine(url, pool_size)
+        engine = db.postgres_engine(url, pool_size, stall_timeout)
         counters.listen(engine.sync_engine)
         try:
             async with engine.connect() as conn:
@@ -211,8 +213,17 @@ class PostgresBackend:
         return op.future
 
     async def read(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
-        async with self._engine.connect() as conn:
-            return await conn.run_sync(fn, *args)
+        """Run a read; once more on a new connection if this one was lost (reads repeat)."""
+        from sqlalchemy.exc import DBAPIError
+
+        for attempt in (1, 2):
+            try:
+                async with self._engine.connect() as conn:
+                    return await conn.run_sync(fn, *args)
+            except DBAPIError as exc:
+                if attempt == 2 or not exc.connection_invalidated:
+                    raise
+        raise AssertionError("unreachable")
 
     async def close(self) -> None:
         """Apply what is queued, stop the writer, release every connection."""

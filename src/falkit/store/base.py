@@ -36,11 +36,14 @@ class StoreBase:
         self._closed = False
 
     @classmethod
-    async def open(cls, url: str, *, pool_size: int | None = None) -> Self:
+    async def open(
+        cls, url: str, *, pool_size: int | None = None, stall_timeout: float | None = None
+    ) -> Self:
         """Open (creating the SQLite file and its folder), migrating only when behind.
 
         ``pool_size`` is how many connections the store holds: one for its writer, the rest
-        for reads (default 3 on SQLite, 5 on PostgreSQL; at least 2).
+        for reads (default 3 on SQLite, 5 on PostgreSQL; at least 2). ``stall_timeout``
+        (PostgreSQL): seconds a session may sit idle inside a transaction (db.STALL_TIMEOUT).
         """
         from falkit.store.backends import (
             POSTGRES_POOL_SIZE,
@@ -48,7 +51,7 @@ class StoreBase:
             PostgresBackend,
             SqliteBackend,
         )
-        from falkit.store.db import parse_url
+        from falkit.store.db import STALL_TIMEOUT, parse_url
         from falkit.store.stats import Counters
 
         if pool_size is not None and pool_size < 2:
@@ -63,7 +66,8 @@ class StoreBase:
                 backend = await SqliteBackend.open(parsed, size, counters)
             else:
                 size = pool_size or POSTGRES_POOL_SIZE
-                backend = await PostgresBackend.open(parsed, size, counters)
+                stall = stall_timeout or STALL_TIMEOUT
+                backend = await PostgresBackend.open(parsed, size, counters, stall)
         except StoreError:
             raise
         except Exception as exc:

@@ -22,6 +22,12 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
 BUSY_TIMEOUT_MS = 30_000
+STALL_TIMEOUT = 10.0
+"""Seconds a PostgreSQL session may sit idle inside a transaction before the server ends it.
+
+A falkit process paused or frozen mid-transaction (SIGSTOP, a suspended laptop, a VM stall)
+would otherwise keep its row and advisory locks, and every other process writing that job
+would wait for it; its own write is run again when it wakes (see writer.run_batch)."""
 WRITE_OPTION = "falkit_write"  # execution option: this connection's transactions write
 _DRIVERS = {"sqlite": "sqlite+pysqlite", "postgresql": "postgresql+asyncpg"}
 
@@ -84,18 +90,35 @@ def sqlite_engine(url: URL, pool_size: int) -> Engine:
     return engine
 
 
-def postgres_engine(url: URL, pool_size: int) -> AsyncEngine:
+def postgres_engine(url: URL, pool_size: int, stall_timeout: float) -> AsyncEngine:
     """An asyncpg engine holding at most ``pool_size`` connections (writer plus readers).
 
     No overflow: the pool is the store's whole footprint on the server, so many falkit
     processes on one PostgreSQL stay within its connection limit; a read beyond the pool waits
-    for a free connection.
+    for a free connection. Its sessions end after ``stall_timeout`` idle in a transaction.
     """
+    import os
+
     from sqlalchemy.ext.asyncio import create_async_engine
 
+    settings = server_settings(f"falkit-store-{os.getpid()}", stall_timeout)
     return create_async_engine(
-        url, pool_size=pool_size, max_overflow=0, pool_timeout=120, pool_pre_ping=True
+        url,
+        pool_size=pool_size,
+        max_overflow=0,
+        pool_timeout=120,
+        pool_pre_ping=True,
+        connect_args={"server_settings": settings},
     )
+
+
+def server_settings(application_name: str, stall_timeout: float = STALL_TIMEOUT) -> dict[str, str]:
+    """The session settings of every falkit connection to PostgreSQL: a name to find it by in
+    ``pg_stat_activity``, and the stall timeout (see STALL_TIMEOUT)."""
+    return {
+        "application_name": application_name,
+        "idle_in_transaction_session_timeout": str(max(1, round(stall_timeout * 1000))),
+    }
 
 
 def _install_sqlite_hooks(engine: Engine) -> None:

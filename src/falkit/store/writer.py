@@ -10,7 +10,8 @@ The contract an operation function keeps: it either succeeds, or raises a ``Falk
 (not found, not pending, …) before it has changed anything. Such an answer is that caller's
 outcome and the batch goes on. Any other exception (a constraint, a lost connection, a bug)
 rolls the batch back, and its operations are re-run one transaction each, so only the failing
-caller sees the failure. Operations are applied in the order they were queued.
+caller sees the failure; a lost connection is the exception (see ``run_batch``). Operations
+are applied in the order they were queued.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ if TYPE_CHECKING:
 MAX_BATCH = 500
 
 Outcome = tuple[bool, Any]  # (True, result) or (False, exception)
+IDLE_IN_TRANSACTION = "idle-in-transaction timeout"
+"""PostgreSQL's words when it ends a session left idle inside a transaction."""
 
 
 class Op:
@@ -66,28 +69,61 @@ def fits(batch_weight: int, op: Op) -> bool:
     return batch_weight == 0 or batch_weight + op.weight <= MAX_BATCH
 
 
-def run_batch(conn: Connection, ops: Sequence[Op], counters: Counters) -> list[Outcome]:
-    """Apply ``ops`` in one transaction; on failure, each in its own. One outcome per op."""
+def run_batch(
+    conn: Connection, ops: Sequence[Op], counters: Counters, *, again: bool = True
+) -> list[Outcome]:
+    """Apply ``ops`` in one transaction; on failure, each in its own. One outcome per op.
+
+    A connection lost before the transaction could have committed (its COMMIT never sent, or
+    the server ending a session left idle in it) runs the batch once more on a new one
+    (SQLAlchemy reconnects on the next use). A COMMIT lost on the way may have been applied:
+    each op fails then, and nothing is run again.
+    """
     try:
         transaction = conn.begin()
     except Exception as exc:  # e.g. the write lock stayed busy: nothing ran, all share it
         _rollback(conn)
+        if again and (conn.invalidated or _lost(exc)):
+            return run_batch(conn, ops, counters, again=False)
         return [(False, exc)] * len(ops)
-    outcomes: list[Outcome] = []
+    committing = False
     try:
+        outcomes: list[Outcome] = []
         for op in ops:
             try:
                 outcomes.append((True, op.fn(conn, *op.args)))
             except FalkitError as exc:  # an answer, not a failure: nothing was written
                 outcomes.append((False, exc))
+        committing = True
         transaction.commit()
     except Exception as exc:
         _rollback(conn)
+        if conn.invalidated or _lost(exc):
+            if again and (not committing or rolled_back_by_server(exc)):
+                return run_batch(conn, ops, counters, again=False)
+            return [(False, exc)] * len(ops)
         if len(ops) == 1:
             return [(False, exc)]
-        return [run_batch(conn, [op], counters)[0] for op in ops]
+        return [run_batch(conn, [op], counters, again=again)[0] for op in ops]
     counters.committed(len(ops))
     return outcomes
+
+
+def _lost(exc: BaseException) -> bool:
+    return bool(getattr(exc, "connection_invalidated", False))
+
+
+def rolled_back_by_server(exc: BaseException) -> bool:
+    """Whether PostgreSQL said it ended the session for sitting idle inside its transaction
+    (``idle_in_transaction_session_timeout``): that transaction certainly did not commit."""
+    cause: BaseException | None = exc
+    for _ in range(4):  # SQLAlchemy's error, the adapted one, the driver's
+        if cause is None:
+            break
+        if IDLE_IN_TRANSACTION in str(cause):
+            return True
+        cause = getattr(cause, "orig", None) or cause.__cause__
+    return False
 
 
 def _rollback(conn: Connection) -> None:
