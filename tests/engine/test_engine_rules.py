@@ -256,6 +256,20 @@ async def test_urls_missing_or_elsewhere_are_rebuilt_under_the_queue(
         assert (handle.endpoint_id, handle.request_id) == (ENDPOINT, "r-9")
 
 
+async def test_a_job_attached_twice_while_it_runs_is_run_once(harness: Any) -> None:
+    """A queue that hands a worker the same job again (a late heartbeat) or a second resume:
+    the running job's handle, not a second run of it."""
+    fal = done_fal()
+    h = harness(fal.transport)
+    record = await h.job()
+    first = h.engine.attach(record, h.finish)
+    second = h.engine.attach(record, h.finish)
+    assert len(h.engine.running()) == 1
+    assert (await first.result()) is (await second.result())
+    assert fal.count("POST", SUBMIT) == 1
+    assert len(h.finished) == 1
+
+
 # ---- handles on jobs this engine did not run ----
 
 
