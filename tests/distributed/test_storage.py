@@ -23,6 +23,10 @@ async def test_a_folder_keeps_the_first_write(tmp_path: Path) -> None:
         tmp_path / "images/2026-12-01/a.png"
     ]
     assert await storage.presign("2026-12-01/a.png") is None
+    await storage.delete("2026-12-01/a.png")
+    await storage.delete("2026-12-01/a.png")  # gone already: nothing to do
+    with pytest.raises(LookupFailedError):
+        await storage.get("2026-12-01/a.png")
 
 
 async def test_a_bucket_keeps_the_first_write(moto: Any, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -42,3 +46,7 @@ async def test_a_bucket_keeps_the_first_write(moto: Any, monkeypatch: pytest.Mon
     assert url.startswith(moto.url)
     with pytest.raises(LookupFailedError):
         await storage.get("2026-12-01/none.png")
+    await storage.delete(key)
+    await storage.delete(key)  # gone already: nothing to do
+    with pytest.raises(LookupFailedError):
+        await storage.get(key)

@@ -49,6 +49,9 @@ class ImageStorage(Protocol):
     async def presign(self, key: str, seconds: int = 3600) -> str | None:
         """A time-limited URL for a GET of the object, or None (a local folder)."""
 
+    async def delete(self, key: str) -> None:
+        """Remove an object (nothing happens when there is none)."""
+
 
 def open_storage(settings: Settings) -> ImageStorage:
     """The storage named by ``settings.storage_url`` (nothing is contacted yet)."""

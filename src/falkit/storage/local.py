@@ -55,3 +55,6 @@ class LocalStorage:
 
     async def presign(self, key: str, seconds: int = 3600) -> str | None:
         return None
+
+    async def delete(self, key: str) -> None:
+        await asyncio.to_thread((self.root / key).unlink, missing_ok=True)

@@ -1,8 +1,10 @@
 """The library as a gallery: star a job, delete jobs (rows and image files), a zip of images.
 
-Deleting removes a finished job's rows and its image files, and only files inside
-FALKIT_HOME/images (a path recorded elsewhere is left alone); a job still on its way is a 409
-(cancel it first). A job of a batch deleted here is generated again by `falkit batch resume`.
+Images are read and removed through the library's storage (FALKIT_HOME/images, or the
+FALKIT_STORAGE_URL bucket), so a zip or a delete works on any replica of a cluster. Only images
+inside that storage are touched: a path recorded elsewhere is left alone. A job still on its
+way is a 409 (cancel it first). A job of a batch deleted here is generated again by
+`falkit batch resume`.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ import asyncio
 import os
 import tempfile
 import zipfile
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
@@ -27,6 +28,7 @@ from falkit.web.state import WebState, web_state
 from falkit.web.views import JobOut, job_view
 
 if TYPE_CHECKING:
+    from falkit.storage import ImageStorage
     from falkit.store import JobRecord
 
 router = APIRouter(prefix="/api/v1", tags=["library"], dependencies=[Authorized])
@@ -88,8 +90,11 @@ async def delete_records(state: WebState, job_ids: list[str]) -> DeletedOut:
     if busy is not None:
         raise HTTPException(409, f"job {busy.id} is {busy.status}: cancel it first")
     deleted = await store.delete_jobs([r.id for r in exact])
-    removed = await asyncio.to_thread(remove_files, state.images_root, deleted)
-    return DeletedOut(deleted=[r.id for r in deleted], files_removed=removed)
+    storage = state.service.storage()
+    keys = stored_keys(storage, deleted)
+    for key in keys:
+        await storage.delete(key)
+    return DeletedOut(deleted=[r.id for r in deleted], files_removed=len(keys))
 
 
 async def exact_jobs(state: WebState, job_ids: list[str]) -> list[JobRecord]:
@@ -106,26 +111,10 @@ async def exact_jobs(state: WebState, job_ids: list[str]) -> list[JobRecord]:
     return out
 
 
-def library_file(root: Path, local_path: str) -> Path | None:
-    """``local_path`` if it is a file inside ``root`` (symlinks resolved), else None."""
-    try:
-        base = root.resolve(strict=True)
-        path = Path(local_path).resolve(strict=True)
-        path.relative_to(base)
-    except (OSError, ValueError, RuntimeError):
-        return None
-    return path if path.is_file() else None
-
-
-def remove_files(root: Path, records: list[JobRecord]) -> int:
-    removed = 0
-    for record in records:
-        for image in record.images:
-            path = library_file(root, image.local_path)
-            if path is not None:
-                path.unlink(missing_ok=True)
-                removed += 1
-    return removed
+def stored_keys(storage: ImageStorage, records: list[JobRecord]) -> list[str]:
+    """The storage keys of these jobs' images (images kept elsewhere are left out)."""
+    keys = (storage.key_of(image.local_path) for record in records for image in record.images)
+    return list(dict.fromkeys(key for key in keys if key))
 
 
 @router.get("/archive", responses={**ZIP_DOC, **responses(401, 403, 404, 422)})
@@ -138,26 +127,30 @@ async def archive(
 ) -> FileResponse:
     """The images of these jobs as one zip (stored, not recompressed); 404 if none has any."""
     records = await exact_jobs(state, job_id)
-    files = [
-        path
-        for record in records
-        for image in record.images
-        if (path := library_file(state.images_root, image.local_path)) is not None
-    ]
-    if not files:
-        raise LookupFailedError("none of these jobs has an image in the library")
-    target = await asyncio.to_thread(write_zip, state.images_root, files)
+    target = await write_zip(state.service.storage(), stored_keys(state.service.storage(), records))
     return FileResponse(
         target, media_type="application/zip", filename="falkit-images.zip",
         background=BackgroundTask(os.unlink, target),
     )  # fmt: skip
 
 
-def write_zip(root: Path, files: list[Path]) -> str:
-    """A temporary zip of ``files`` (named by their path under ``root``); its path."""
+async def write_zip(storage: ImageStorage, keys: list[str]) -> str:
+    """A temporary zip of the images at ``keys`` (named by key; one image in memory at a time);
+    its path. LookupFailedError (404) when none of them is there."""
     fd, name = tempfile.mkstemp(prefix="falkit-", suffix=".zip")
-    base = root.resolve()
-    with os.fdopen(fd, "wb") as out, zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as archive:
-        for path in dict.fromkeys(files):
-            archive.write(path, path.relative_to(base).as_posix())
+    written = 0
+    try:
+        with os.fdopen(fd, "wb") as out, zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as zipped:
+            for key in keys:
+                try:
+                    data = await storage.get(key)
+                except LookupFailedError:
+                    continue
+                await asyncio.to_thread(zipped.writestr, key, data)
+                written += 1
+        if not written:
+            raise LookupFailedError("none of these jobs has an image in the library")
+    except BaseException:
+        os.unlink(name)
+        raise
     return name

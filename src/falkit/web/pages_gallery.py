@@ -13,7 +13,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from falkit.errors import FalkitError, LookupFailedError
 from falkit.web.api_jobs import lora_needle
-from falkit.web.api_library import delete_records, exact_jobs, library_file
+from falkit.web.api_library import delete_records, exact_jobs
 from falkit.web.pages import card, library_loras, plan_form, tile
 from falkit.web.pages_base import Page, PageDep, image_path, not_found, render
 from falkit.web.pages_form import (
@@ -145,11 +145,7 @@ async def job_page(job_id: str, page: PageDep) -> Response:
     values = values_from_arguments(record.model, record.arguments, loras)
     if record.seed is not None:
         values["seed"] = record.seed
-    images = [
-        {"src": image_path(page, i.local_path), "record": i,
-         "kept": library_file(page.images_root, i.local_path) is not None}
-        for i in record.images
-    ]  # fmt: skip
+    images = [{"src": image_path(page, i.local_path), "record": i} for i in record.images]
     first = record.images[0].local_path if record.images else None
     embedded = await asyncio.to_thread(_embedded, first)
     return render(
