@@ -32,7 +32,9 @@ if TYPE_CHECKING:
 
 HISTORY_PATH = "/models/requests/by-endpoint"
 PAGE_SIZE = 100  # Fal's maximum
-MAX_PAGES = 50  # 5,000 requests of one endpoint since the oldest unknown job
+MAX_PAGES = 500
+"""50,000 requests of one endpoint in the unknown jobs' window: a 10,000-job batch on a busy
+account (its submits all within minutes of each other) fits several times over."""
 _LIST_KEYS = ("items", "requests", "data", "results")
 _ID_KEYS = ("request_id", "id")
 _INPUT_KEYS = ("json_input", "input", "payload", "arguments")

@@ -45,6 +45,9 @@ LATE_MESSAGES = 30.0
 """A delivery for a job this worker has not reached yet (its submit's answer still on the
 way) is tried again for this long."""
 RETRY_UNSETTLED = dt.timedelta(seconds=15)
+RECONCILE_EVERY = 5.0
+"""One reconcile (a read of Fal's request history for every unknown job) at a time per worker,
+at most this often: its tasks for unknown jobs share it instead of each reading the history."""
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,8 @@ class Worker:
         self._late: list[tuple[float, str, dict[str, Any]]] = []
         self._queries: Queries | None = None
         self._manager: QueueManager | None = None
+        self._reconciling = asyncio.Lock()
+        self._reconciled_at = -RECONCILE_EVERY
 
     async def run(self, stop: asyncio.Event) -> None:
         """Take and run jobs until ``stop`` is set; then hand running jobs back to the queue."""
@@ -197,7 +202,13 @@ class Worker:
             caught = await caught_submitting(store, record)
             if isinstance(caught, SubmitInProgressError):  # its submitter lives: wait for it
                 return None
-        await reconcile(self.service)
+        async with self._reconciling:
+            now = asyncio.get_running_loop().time()
+            current = await store.get_job(record.id)
+            due = now - self._reconciled_at >= RECONCILE_EVERY
+            if current is not None and current.status == "unknown" and due:
+                await reconcile(self.service)
+                self._reconciled_at = asyncio.get_running_loop().time()
         again = await store.get_job(record.id)
         if again is None or again.finished:
             return None

@@ -132,8 +132,9 @@ async def _endpoint(
 ) -> list[Reconciled]:
     """Reconcile the unknown jobs of one endpoint against one read of its history."""
     start = min(job.created_at for job in jobs) - MARGIN
+    end = max(job.updated_at for job in jobs) + MARGIN  # what came later cannot be theirs
     try:
-        history = await client.platform.request_history(endpoint_id, start=start)
+        history = await client.platform.request_history(endpoint_id, start=start, end=end)
     except FalkitError as exc:
         why = f"Fal's request history could not be read ({exc})"
         return [_waiting(job, why) for job in jobs]
