@@ -23,8 +23,8 @@ async def test_a_folder_keeps_the_first_write(tmp_path: Path) -> None:
         tmp_path / "images/2026-12-01/a.png"
     ]
     assert await storage.presign("2026-12-01/a.png") is None
-    await storage.delete("2026-12-01/a.png")
-    await storage.delete("2026-12-01/a.png")  # gone already: nothing to do
+    assert await storage.delete("2026-12-01/a.png") is True
+    assert await storage.delete("2026-12-01/a.png") is False  # gone already
     with pytest.raises(LookupFailedError):
         await storage.get("2026-12-01/a.png")
 
@@ -46,7 +46,7 @@ async def test_a_bucket_keeps_the_first_write(moto: Any, monkeypatch: pytest.Mon
     assert url.startswith(moto.url)
     with pytest.raises(LookupFailedError):
         await storage.get("2026-12-01/none.png")
-    await storage.delete(key)
-    await storage.delete(key)  # gone already: nothing to do
+    assert await storage.delete(key) is True
+    await storage.delete(key)  # gone already: no error (a bucket cannot tell)
     with pytest.raises(LookupFailedError):
         await storage.get(key)

@@ -10,8 +10,11 @@ from typing import Any
 import httpx
 
 from falkit.client import FalClient
+from falkit.events import QueuedEvent
+from falkit.service.budget import Budget
 from falkit.service.engine import EngineOptions, JobEngine
 from falkit.service.follow import FollowOptions
+from falkit.service.handle import JobHandle
 from falkit.store import JobRecord, JobStore
 from falkit.types import FalResponse
 from tests.client.fakes import FAST, QUEUE, REQUEST_ID, FakeFal, make_settings, status_body
@@ -68,9 +71,23 @@ class Harness:
             arguments={"prompt": "a fox"}, estimated_cost=estimate,
         )  # fmt: skip
 
+    def launch(
+        self, record: JobRecord, budgets: list[Budget] | None = None, estimate: float | None = None
+    ) -> JobHandle:
+        """Run a journaled job on the engine, its estimate reserved in ``budgets``."""
+        return self.engine.launch(record.id, record.kind, finish=self.finish, record=record,
+                                  estimate=estimate, budgets=budgets or [])  # fmt: skip
+
     async def close(self) -> None:
         await self.engine.aclose()
         await self.client.aclose()
+
+
+async def until_queued(handle: JobHandle) -> None:
+    """Read the job's events until Fal has queued it."""
+    async for event in handle.events():
+        if isinstance(event, QueuedEvent):
+            return
 
 
 class Held(httpx.AsyncBaseTransport):

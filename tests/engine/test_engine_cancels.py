@@ -30,6 +30,7 @@ from tests.engine.harness import (
     cancellable_fal,
     done_fal,
     queued,
+    until_queued,
 )
 
 # ---- handles ----
@@ -95,10 +96,8 @@ async def test_a_webhook_job_waits_for_its_delivery_until_told_to_follow(harness
     fal = done_fal()
     h = harness(fal.transport, webhook_url="https://me.example/hook", webhook_grace=60.0)
     record = await h.job()
-    handle = h.engine.launch(record.id, "image", finish=h.finish, record=record)
-    async for event in handle.events():
-        if isinstance(event, QueuedEvent):
-            break
+    handle = h.launch(record)
+    await until_queued(handle)
     (posted,) = [r for r in fal.requests if r.method == "POST"]
     assert posted.url.params["fal_webhook"] == "https://me.example/hook"
     assert fal.count("GET", STATUS) == 0  # waiting for the webhook, not polling
@@ -131,7 +130,7 @@ async def test_a_cancel_during_the_post_waits_for_it_then_cancels_at_fal(harness
     gated = _Gated(fal)
     h = harness(gated)
     record = await h.job()
-    handle = h.engine.launch(record.id, "image", finish=h.finish, record=record)
+    handle = h.launch(record)
     await asyncio.wait_for(gated.arrived.wait(), 10)
     assert handle.state == "submitting"
     cancelling = asyncio.ensure_future(handle.cancel())
@@ -155,7 +154,7 @@ async def test_a_job_waiting_for_a_lane_is_cancelled_or_held_without_being_sent(
     gated = _Gated(fal)
     h = harness(gated, submit_lanes=1)
     first = await h.job()
-    h.engine.launch(first.id, "image", finish=h.finish, record=first)
+    h.launch(first)
     await asyncio.wait_for(gated.arrived.wait(), 10)  # the only lane is taken
 
     budget = Budget(limit=1.0)
@@ -195,11 +194,8 @@ async def test_closing_the_service_detaches_a_followed_job(harness: Any) -> None
     h = harness(fal.transport)
     record = await h.job()
     budget = Budget(limit=1.0)
-    handle = h.engine.launch(record.id, "image", finish=h.finish, record=record, estimate=0.5,
-                             budgets=[budget])  # fmt: skip
-    async for event in handle.events():
-        if isinstance(event, QueuedEvent):
-            break
+    handle = h.launch(record, [budget], 0.5)
+    await until_queued(handle)
     await h.engine.aclose()
     with pytest.raises(FalkitError) as caught:
         await handle.result()
@@ -226,7 +222,7 @@ async def test_a_cluster_cancels_its_jobs_through_the_dispatcher(harness: Any) -
     transport = Held()
     h = harness(transport, submit_grace=0.01)
     record = await h.job()
-    handle = h.engine.launch(record.id, "image", finish=h.finish, record=record)
+    handle = h.launch(record)
     asked: list[Any] = []
 
     async def cancel(live: LiveJob) -> str:
@@ -249,10 +245,10 @@ async def test_a_journal_that_fails_during_a_cancel_still_ends_the_job(
     gated = _Gated(done_fal())
     h = harness(gated, submit_lanes=1)
     first = await h.job()
-    h.engine.launch(first.id, "image", finish=h.finish, record=first)
+    h.launch(first)
     await asyncio.wait_for(gated.arrived.wait(), 10)
     waiting = await h.job()
-    handle = h.engine.launch(waiting.id, "image", finish=h.finish, record=waiting)
+    handle = h.launch(waiting)
     await asyncio.sleep(0)
 
     async def broken(*args: Any, **kwargs: Any) -> Any:
@@ -279,8 +275,7 @@ async def test_a_queued_job_cancelled_keeps_its_money_only_while_fal_may_run_it(
     h = harness(fal.transport)
     record = await h.job(estimate=0.5)
     budget = Budget(limit=1.0)
-    handle = h.engine.launch(record.id, "image", finish=h.finish, record=record, estimate=0.5,
-                             budgets=[budget])  # fmt: skip
+    handle = h.launch(record, [budget], 0.5)
     await handle.wait_while(("pending", "submitting"), 10)
     assert await handle.cancel() == answer
     with pytest.raises(JobCancelledError):
@@ -313,8 +308,7 @@ async def test_closing_before_a_jobs_task_ran_ends_its_handle(harness: Any) -> N
     h = harness(done_fal().transport)
     record = await h.job()
     budget = Budget(limit=1.0)
-    handle = h.engine.launch(record.id, "image", finish=h.finish, record=record, estimate=0.5,
-                             budgets=[budget])  # fmt: skip
+    handle = h.launch(record, [budget], 0.5)
     await h.engine.aclose()  # no loop turn in between: the task never ran
     assert handle.done
     with pytest.raises(FalkitError):
@@ -338,10 +332,8 @@ async def test_a_webhook_job_asks_fal_nothing_while_it_waits_and_a_delivery_fini
     fal = FakeFal().on("POST", SUBMIT, queued()).on("GET", STATUS, status)
     h = harness(fal.transport, webhook_url="https://me.example/hook", webhook_grace=60.0)
     record = await h.job()
-    handle = h.engine.launch(record.id, "image", finish=h.finish, record=record)
-    async for event in handle.events():
-        if isinstance(event, QueuedEvent):
-            break
+    handle = h.launch(record)
+    await until_queued(handle)
     with pytest.raises(TimeoutError):  # polls every 10 ms when following: 30 polls' time
         await asyncio.wait_for(polled.wait(), 0.3)
     output = {"images": [{"url": "https://v3.fal.media/files/x.png"}]}
@@ -357,7 +349,7 @@ async def test_a_webhook_that_never_comes_leaves_the_job_followed_after_the_grac
     fal = done_fal()
     h = harness(fal.transport, webhook_url="https://me.example/hook", webhook_grace=0.05)
     record = await h.job()
-    handle = h.engine.launch(record.id, "image", finish=h.finish, record=record)
+    handle = h.launch(record)
     await asyncio.wait_for(handle.result(), 10)  # followed once the grace ran out
     assert fal.count("GET", STATUS) >= 1
     assert not h.engine.follow_now(REQUEST_ID)  # no longer waiting for the webhook
@@ -368,7 +360,7 @@ async def test_a_submit_answer_without_a_position_is_next_in_line(harness: Any) 
     del answer["queue_position"]
     h = harness(done_fal().on("POST", SUBMIT, httpx.Response(200, json=answer)).transport)
     record = await h.job()
-    handle = h.engine.launch(record.id, "image", finish=h.finish, record=record)
+    handle = h.launch(record)
     await asyncio.wait_for(handle.result(), 10)
     (first,) = [e for e in handle.history() if isinstance(e, QueuedEvent)]
     assert (first.position, first.request_id) == (0, REQUEST_ID)

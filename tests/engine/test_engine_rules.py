@@ -42,6 +42,7 @@ from tests.engine.harness import (
     Held,
     done_fal,
     queued,
+    until_queued,
 )
 
 # ---- a job's whole life, quickly ----
@@ -52,8 +53,7 @@ async def test_a_job_is_submitted_followed_finished_and_settled(harness: Any) ->
     h = harness(fal.transport)
     record = await h.job()
     budget = Budget(limit=1.0)
-    handle = h.engine.launch(record.id, "image", finish=h.finish, record=record, estimate=0.5,
-                             budgets=[budget])  # fmt: skip
+    handle = h.launch(record, [budget], 0.5)
     assert [live.job_id for live in h.engine.running()] == [record.id]
     assert budget.in_flight == 0.5
     result = await handle.result()
@@ -82,10 +82,8 @@ async def test_a_delivered_output_is_scrubbed_and_finishes_the_job(harness: Any)
     )
     h = harness(fal.transport)
     record = await h.job()
-    handle = h.engine.launch(record.id, "image", finish=h.finish, record=record)
-    async for event in handle.events():
-        if isinstance(event, QueuedEvent):
-            break
+    handle = h.launch(record)
+    await until_queued(handle)
     output = FalResponse(request_id=REQUEST_ID, data={"images": [], "echo": f"key {KEY}"})
     assert h.engine.deliver(REQUEST_ID, output)
     await handle.result()
@@ -127,8 +125,7 @@ async def test_a_submit_refused_for_good_fails_with_the_reason_and_its_type(
     h = harness(fal.transport)
     record = await h.job()
     budget = Budget(limit=1.0)
-    handle = h.engine.launch(record.id, "image", finish=h.finish, record=record, estimate=0.5,
-                             budgets=[budget])  # fmt: skip
+    handle = h.launch(record, [budget], 0.5)
     with pytest.raises(FalkitError) as caught:
         await handle.result()
     stored = await h.store.get_job(record.id)
@@ -163,7 +160,7 @@ async def test_a_submit_that_certainly_missed_goes_back_to_pending(
     fal = FakeFal().on("POST", SUBMIT, reply)
     h = harness(fal.transport)
     record = await h.job()
-    handle = h.engine.launch(record.id, "image", finish=h.finish, record=record)
+    handle = h.launch(record)
     with pytest.raises(FalkitError):
         await handle.result()
     stored = await h.store.get_job(record.id)
@@ -190,8 +187,7 @@ async def test_an_uncertain_submit_is_unknown_and_keeps_its_money(
     h = harness(fal.transport)
     record = await h.job()
     budget = Budget(limit=1.0)
-    handle = h.engine.launch(record.id, "image", finish=h.finish, record=record, estimate=0.5,
-                             budgets=[budget])  # fmt: skip
+    handle = h.launch(record, [budget], 0.5)
     with pytest.raises(SubmitUncertainError) as caught:
         await handle.result()
     assert str(caught.value).endswith(UNCERTAIN_HINT)
@@ -208,7 +204,7 @@ async def test_a_submit_cut_off_on_the_wire_is_unknown_with_the_hint(harness: An
     transport = Held()
     h = harness(transport, submit_grace=0.01)
     record = await h.job()
-    handle = h.engine.launch(record.id, "image", finish=h.finish, record=record)
+    handle = h.launch(record)
     await asyncio.wait_for(transport.arrived.wait(), 10)
     await h.engine.aclose()
     with pytest.raises(FalkitError, match="the service was closed"):
@@ -301,8 +297,7 @@ async def test_a_job_held_before_its_task_ran_ends_detached_and_frees_its_money(
     h = harness(FakeFal().on("POST", SUBMIT, queued()).transport)
     record = await h.job()
     budget = Budget(limit=1.0)
-    handle = h.engine.launch(record.id, "image", finish=h.finish, record=record, estimate=0.5,
-                             budgets=[budget])  # fmt: skip
+    handle = h.launch(record, [budget], 0.5)
     assert handle.stop_unsent()  # at once: the job's task has not run yet
     with pytest.raises(FalkitError, match="held before it was sent"):
         await handle.result()
@@ -395,11 +390,9 @@ async def test_a_job_fal_ended_with_an_error_is_journaled_as_it_ended(
     )
     h = harness(fal.transport)
     record = await h.job()
-    handle = h.engine.launch(record.id, "image", finish=h.finish, record=record)
+    handle = h.launch(record)
     if cancel:
-        async for event in handle.events():
-            if isinstance(event, QueuedEvent):
-                break
+        await until_queued(handle)
         assert await handle.cancel() == "CANCELLATION_REQUESTED"
     with pytest.raises(raised) as caught:
         await handle.result()
@@ -433,8 +426,7 @@ async def test_a_job_that_cannot_be_followed_is_detached_and_keeps_its_money(
     h = harness(fal.transport)
     record = await h.job()
     budget = Budget(limit=1.0)
-    handle = h.engine.launch(record.id, "image", finish=h.finish, record=record, estimate=0.5,
-                             budgets=[budget])  # fmt: skip
+    handle = h.launch(record, [budget], 0.5)
     with pytest.raises(ApiError):
         await asyncio.wait_for(handle.result(), 10)
     stored = await h.store.get_job(record.id)
@@ -503,7 +495,7 @@ async def test_a_handle_tells_the_queue_position_then_that_the_job_started(
     )
     h = harness(fal.transport)
     record = await h.job()
-    handle = h.engine.launch(record.id, "image", finish=h.finish, record=record)
+    handle = h.launch(record)
     seen: list[tuple[str, bool]] = []
     handle.on_state(lambda state: seen.append((state, handle.started)))
     async for event in handle.events():
@@ -528,7 +520,7 @@ async def test_image_codecs_load_once_in_a_thread_while_the_first_job_waits(
     monkeypatch.setattr(engine_parts, "WARMED", [])
     h = harness(done_fal().transport)
     record = await h.job()
-    await h.engine.launch(record.id, "image", finish=h.finish, record=record).result()
+    await h.launch(record).result()
     engine_parts.prewarm()  # as the next submit does: nothing more
     (warming,) = engine_parts.WARMED  # started once, by the first submit
     await warming  # it loaded without error
@@ -546,8 +538,7 @@ async def test_a_result_fal_refuses_fails_the_job_with_fals_words(harness: Any) 
     h = harness(fal.transport)
     record = await h.job()
     budget = Budget(limit=1.0)
-    handle = h.engine.launch(record.id, "image", finish=h.finish, record=record, estimate=0.5,
-                             budgets=[budget])  # fmt: skip
+    handle = h.launch(record, [budget], 0.5)
     with pytest.raises(JobFailedError) as caught:
         await asyncio.wait_for(handle.result(), 10)
     stored = await h.store.get_job(record.id)

@@ -49,8 +49,9 @@ class ImageStorage(Protocol):
     async def presign(self, key: str, seconds: int = 3600) -> str | None:
         """A time-limited URL for a GET of the object, or None (a local folder)."""
 
-    async def delete(self, key: str) -> None:
-        """Remove an object (nothing happens when there is none)."""
+    async def delete(self, key: str) -> bool:
+        """Remove an object; False when there was none to remove (a bucket cannot tell
+        without another request, so it says True)."""
 
 
 def open_storage(settings: Settings) -> ImageStorage:

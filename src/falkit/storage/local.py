@@ -56,5 +56,9 @@ class LocalStorage:
     async def presign(self, key: str, seconds: int = 3600) -> str | None:
         return None
 
-    async def delete(self, key: str) -> None:
-        await asyncio.to_thread((self.root / key).unlink, missing_ok=True)
+    async def delete(self, key: str) -> bool:
+        try:
+            await asyncio.to_thread((self.root / key).unlink)
+        except FileNotFoundError:
+            return False
+        return True

@@ -84,15 +84,16 @@ class S3Storage:
         url: str = await obstore.sign_async(self.store(), "GET", key, dt.timedelta(seconds=seconds))
         return url
 
-    async def delete(self, key: str) -> None:
+    async def delete(self, key: str) -> bool:
         import obstore
 
         try:
             await obstore.delete_async(self.store(), key)
         except FileNotFoundError:
-            return
+            return False
         except Exception as exc:
             raise FalkitError(f"cannot delete {self.location(key)}: {_first_line(exc)}") from None
+        return True
 
 
 def _first_line(exc: BaseException) -> str:

@@ -91,10 +91,8 @@ async def delete_records(state: WebState, job_ids: list[str]) -> DeletedOut:
         raise HTTPException(409, f"job {busy.id} is {busy.status}: cancel it first")
     deleted = await store.delete_jobs([r.id for r in exact])
     storage = state.service.storage()
-    keys = stored_keys(storage, deleted)
-    for key in keys:
-        await storage.delete(key)
-    return DeletedOut(deleted=[r.id for r in deleted], files_removed=len(keys))
+    removed = [await storage.delete(key) for key in stored_keys(storage, deleted)]
+    return DeletedOut(deleted=[r.id for r in deleted], files_removed=sum(removed))
 
 
 async def exact_jobs(state: WebState, job_ids: list[str]) -> list[JobRecord]:
@@ -127,7 +125,8 @@ async def archive(
 ) -> FileResponse:
     """The images of these jobs as one zip (stored, not recompressed); 404 if none has any."""
     records = await exact_jobs(state, job_id)
-    target = await write_zip(state.service.storage(), stored_keys(state.service.storage(), records))
+    storage = state.service.storage()
+    target = await write_zip(storage, stored_keys(storage, records))
     return FileResponse(
         target, media_type="application/zip", filename="falkit-images.zip",
         background=BackgroundTask(os.unlink, target),
